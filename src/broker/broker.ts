@@ -1,0 +1,638 @@
+// The broker: sessions and connections, the subscription tree, retained
+// messages, routing, wills and expiry, and the lifecycle (start from the
+// store, listen, close gracefully).
+
+import type net from 'node:net';
+import type { Properties, ProtocolVersion, QoS, SubscriptionRequest, WillMessage } from '../protocol/packets.js';
+import { ReasonCode } from '../protocol/reason-codes.js';
+import { parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
+import type { Store, StoredWill } from '../store/types.js';
+import { Connection } from '../transport/connection.js';
+import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
+import { Client, ClientState } from './client.js';
+import { Committer } from './committer.js';
+import { PetrelError } from './errors.js';
+import type { AuthMethod, BrokerMessage, ClientInfo, Hooks } from './hooks.js';
+import { LocalSubscription, type SubscribeOptions } from './local-subscription.js';
+import { createLogger, type Logger } from './logger.js';
+import { forwardableProperties, Message } from './message.js';
+import type { Limits, ResolvedOptions } from './options.js';
+import { RetainedIndex } from './retained.js';
+import { Session, subscriptionRecord } from './session.js';
+import { Subscription, TopicTree } from './topic-tree.js';
+
+export interface BrokerStats {
+  connectionsOpened: number;
+  connects: number;
+  connectsRefused: number;
+  packetsIn: number;
+  bytesIn: number;
+  messagesIn: number;
+  messagesOut: number;
+  /** QoS 0 messages dropped because the client's socket was backed up, or the client offline. */
+  droppedQos0: number;
+  /** QoS 1/2 messages dropped because a session's queue was full (maxQueuedMessages / maxQueuedBytes). */
+  droppedQueueFull: number;
+  /** Messages not sent because they exceeded the client's Maximum Packet Size. */
+  droppedTooLarge: number;
+  /** Messages that expired before they could be delivered. */
+  expired: number;
+  /** Shared-subscription messages handed to another member when theirs went away. */
+  sharedRedelivered: number;
+  publishDenied: number;
+  subscribeDenied: number;
+  protocolErrors: number;
+  keepAliveTimeouts: number;
+  /** Messages dropped by full in-process subscriptions. */
+  localDropped: number;
+  willsPublished: number;
+}
+
+const MAX_TIMER = 0x7fffffff;
+const NEVER = 0xffffffff;
+
+/** setTimeout for delays longer than 24.8 days. */
+function longTimeout(ms: number, fn: () => void): NodeJS.Timeout {
+  if (ms <= MAX_TIMER) return setTimeout(fn, Math.max(0, ms));
+  return setTimeout(() => {
+    longTimeout(ms - MAX_TIMER, fn);
+  }, MAX_TIMER);
+}
+
+export class Broker {
+  readonly limits: Limits;
+  readonly hooks: Hooks;
+  readonly authMethods: Record<string, AuthMethod>;
+  readonly responseInformation: string | undefined;
+  readonly logger: Logger;
+  readonly store: Store;
+  readonly committer: Committer;
+  readonly tree = new TopicTree();
+  readonly retained = new RetainedIndex();
+  /** Sessions by client id (connected or not). */
+  readonly sessions = new Map<string, Session>();
+  /** Every open connection, connected or not yet. */
+  readonly clients = new Set<Client>();
+  /** The connection that holds each client id (from CONNECT accepted to release). */
+  private readonly live = new Map<string, Client>();
+  readonly stats: BrokerStats = {
+    connectionsOpened: 0,
+    connects: 0,
+    connectsRefused: 0,
+    packetsIn: 0,
+    bytesIn: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    droppedQos0: 0,
+    droppedQueueFull: 0,
+    droppedTooLarge: 0,
+    expired: 0,
+    sharedRedelivered: 0,
+    publishDenied: 0,
+    subscribeDenied: 0,
+    protocolErrors: 0,
+    keepAliveTimeouts: 0,
+    localDropped: 0,
+    willsPublished: 0,
+  };
+  closing = false;
+  private started = false;
+  private closed = false;
+  private messageId = 1;
+  private localId = 0;
+  private readonly locals = new Set<LocalSubscription>();
+  private listeners: TcpListener[] = [];
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly closeTimeout: number;
+  private readonly listenerOptions: ResolvedOptions['listeners'];
+  private fatalHandler: ((err: unknown) => void) | null = null;
+
+  constructor(options: ResolvedOptions, store: Store) {
+    this.limits = options.limits;
+    this.hooks = options.hooks;
+    this.authMethods = options.authMethods;
+    this.responseInformation = options.responseInformation;
+    this.logger = options.logger ?? createLogger(options.logLevel);
+    this.closeTimeout = options.closeTimeout;
+    this.listenerOptions = options.listeners;
+    this.store = store;
+    this.committer = new Committer(store, (err) => this.fatal(err));
+  }
+
+  nextMessageId(): number {
+    return this.messageId++;
+  }
+
+  onFatal(handler: (err: unknown) => void): void {
+    this.fatalHandler = handler;
+  }
+
+  /** The store failed: nothing more can be acknowledged safely. Stop. */
+  fatal(err: unknown): void {
+    this.logger.error('store failure; shutting down', { err });
+    const h = this.fatalHandler;
+    void this.close().finally(() => {
+      if (h) h(err);
+    });
+  }
+
+  // ---- lifecycle ----
+
+  /** Open the store and restore sessions, subscriptions and retained messages. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const state = await this.store.open();
+    this.messageId = Math.max(1, state.nextMessageId);
+    for (const m of state.retained) this.retained.set(m.topic, Message.fromStored(m));
+    const now = Date.now();
+    for (const loaded of state.sessions) {
+      const rec = loaded.session;
+      const s = new Session(this, rec.clientId, rec.protocolVersion, rec.expiryInterval);
+      s.stored = true;
+      s.restoreQueue(loaded.queue.count, loaded.queue.bytes, loaded.queue.lastSeq, loaded.queue.sentSeq);
+      if (loaded.inboundQos2.length > 0) s.inboundQos2 = new Set(loaded.inboundQos2);
+      for (const r of loaded.subscriptions) {
+        const shared = parseSharedFilter(r.filter);
+        const sub = new Subscription(
+          s, r.filter, shared ? shared.filter : r.filter, shared ? shared.group : null,
+          r.qos, r.noLocal, r.retainAsPublished, r.retainHandling, r.subscriptionId,
+        );
+        this.tree.add(sub);
+        s.subscriptions.set(r.filter, sub);
+      }
+      this.sessions.set(rec.clientId, s);
+      // A session whose client was connected when the broker stopped is disconnected as of now.
+      s.disconnectedAt = rec.disconnectedAt ?? now;
+      if (rec.will) {
+        s.pendingWill = rec.will;
+        const willAt = s.disconnectedAt + rec.will.delayInterval * 1000;
+        s.willTimer = longTimeout(willAt - now, () => this.fireWill(s));
+      }
+      if (rec.disconnectedAt === null) this.persistSession(s);
+      this.scheduleExpiry(s, now);
+    }
+    this.sweepTimer = setInterval(() => this.sweep(), 500);
+    this.sweepTimer.unref();
+    this.logger.info('store opened', {
+      store: this.store.kind,
+      sessions: state.sessions.length,
+      retained: state.retained.length,
+    });
+  }
+
+  /** Open the configured listeners (or the given ones). Returns the bound addresses. */
+  async listen(listeners = this.listenerOptions): Promise<BoundAddress[]> {
+    if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
+    await this.start();
+    const opened: TcpListener[] = [];
+    try {
+      for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s)));
+    } catch (err) {
+      await Promise.all(opened.map((l) => l.close()));
+      const e = err as NodeJS.ErrnoException;
+      throw new PetrelError('PETREL_ERR_LISTEN', `cannot listen: ${e.message}`, { cause: err });
+    }
+    this.listeners.push(...opened);
+    for (const l of opened) this.logger.info('listening', { transport: 'tcp', host: l.address.host, port: l.address.port });
+    return opened.map((l) => l.address);
+  }
+
+  /** A new transport connection (TCP here; TLS and WebSocket hand theirs over the same way). */
+  handleSocket(socket: net.Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    this.acceptConnection(socket, remoteAddressOf(socket));
+  }
+
+  acceptConnection(socket: import('node:stream').Duplex, remoteAddress: string): Client {
+    this.stats.connectionsOpened++;
+    const conn = new Connection(socket, remoteAddress, NULL_HANDLER, this.limits.maxWriteBuffer);
+    const client = new Client(this, conn);
+    this.clients.add(client);
+    return client;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, DISCONNECT 0x8B to v5 clients (3.1.1: close), commit what is
+   * pending, close the store. Connections that do not close within closeTimeout are destroyed.
+   */
+  async close(): Promise<void> {
+    if (this.closing) {
+      while (!this.closed) await new Promise((r) => setTimeout(r, 10));
+      return;
+    }
+    this.closing = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await Promise.all(this.listeners.map((l) => l.close()));
+    this.listeners = [];
+    for (const local of [...this.locals]) local.close();
+    const conns: Connection[] = [];
+    for (const c of [...this.clients]) {
+      conns.push(c.conn);
+      if (c.state === ClientState.Connected) c.disconnect(ReasonCode.ServerShuttingDown, 'server shutting down');
+      else c.closeNow(ReasonCode.ServerShuttingDown, 'server shutting down');
+    }
+    for (const s of this.sessions.values()) {
+      if (s.willTimer) clearTimeout(s.willTimer);
+      if (s.expiryTimer) clearTimeout(s.expiryTimer);
+    }
+    try {
+      await this.committer.flush();
+    } catch (err) {
+      this.logger.error('final commit failed', { err });
+    }
+    this.committer.stop();
+    const deadline = Date.now() + this.closeTimeout * 1000;
+    while (conns.some((c) => !c.isClosed) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const c of conns) c.destroy();
+    if (this.started) {
+      try {
+        await this.store.close();
+      } catch (err) {
+        this.logger.error('store close failed', { err });
+      }
+    }
+    this.closed = true;
+    this.logger.info('broker closed');
+  }
+
+  // ---- connections and sessions ----
+
+  /**
+   * CONNECT accepted: take over a live connection with the same client id [MQTT-3.1.4-3], then resume the
+   * session (clean start 0 [MQTT-3.1.2-4]) or start a new one [MQTT-3.1.2-5].
+   */
+  openSession(client: Client, clientId: string, clean: boolean, version: ProtocolVersion, expiry: number): { session: Session; sessionPresent: boolean } {
+    const existing = this.sessions.get(clientId);
+    const old = this.live.get(clientId);
+    if (old !== undefined && old !== client) {
+      this.releaseClient(old, !clean);
+      old.disconnect(ReasonCode.SessionTakenOver, 'another connection took the session over');
+    }
+    this.live.set(clientId, client);
+    let session: Session;
+    let sessionPresent = false;
+    if (existing && !existing.ended && !clean) {
+      session = existing;
+      sessionPresent = true;
+      // A new connection before the will delay elapsed: the will is not sent [MQTT-3.1.3-9].
+      if (session.willTimer) clearTimeout(session.willTimer);
+      if (session.expiryTimer) clearTimeout(session.expiryTimer);
+      session.willTimer = session.expiryTimer = null;
+      session.pendingWill = null;
+    } else {
+      if (existing) this.endSession(existing);
+      session = new Session(this, clientId, version, expiry);
+      this.sessions.set(clientId, session);
+    }
+    session.protocolVersion = version;
+    const wasPersistent = session.persistent;
+    session.expiryInterval = expiry;
+    if (expiry > 0) {
+      if (!session.stored) {
+        session.stored = true;
+        this.persistSession(session, client);
+        if (wasPersistent === false && sessionPresent) session.persistAll();
+      } else {
+        this.persistSession(session, client);
+      }
+    } else if (session.stored) {
+      this.persistSession(session, client);
+    }
+    return { session, sessionPresent };
+  }
+
+  /** CONNACK is out and the session attached. */
+  clientConnected(client: Client): void {
+    this.logger.debug('client connected', { client: client.clientId, remote: client.conn.remoteAddress, version: client.version });
+    const hook = this.hooks.onConnect;
+    if (hook) safeCall(this.logger, 'onConnect', () => hook(client.info));
+  }
+
+  /** A connection that never completed CONNECT went away. */
+  forgetClient(client: Client): void {
+    this.clients.delete(client);
+  }
+
+  /** A connected client's connection ended (or is ending). */
+  clientGone(client: Client): void {
+    this.clients.delete(client);
+    if (client.released) return;
+    this.releaseClient(client, false);
+    const hook = this.hooks.onDisconnect;
+    if (hook) {
+      const info = { reasonCode: client.closeReason, byClient: client.closedByClient };
+      safeCall(this.logger, 'onDisconnect', () => hook(client.info, info));
+    }
+  }
+
+  /**
+   * Detach a connection from its session and apply the will and expiry rules. With sessionContinues (a
+   * takeover with clean start 0) the session stays for the new connection.
+   */
+  private releaseClient(client: Client, sessionContinues: boolean): void {
+    if (client.released) return;
+    client.released = true;
+    if (this.live.get(client.clientId) === client) this.live.delete(client.clientId);
+    const session = client.session;
+    if (session === null) return;
+    if (session.client === client) session.detach();
+    const will = client.normalDisconnect ? undefined : client.will;
+    const sessionEnds = !sessionContinues && session.expiryInterval === 0;
+    if (will !== undefined) {
+      const delay = will.properties?.willDelayInterval ?? 0;
+      if (delay === 0 || sessionEnds) {
+        this.publishWill(session.id, toStoredWill(will, 0));
+      } else if (!sessionContinues) {
+        // The will waits for its delay or the end of the session, whichever comes first [MQTT-3.1.3-9].
+        session.pendingWill = toStoredWill(will, delay);
+        session.willTimer = longTimeout(delay * 1000, () => this.fireWill(session));
+      }
+    }
+    if (sessionContinues) return;
+    if (sessionEnds) {
+      this.endSession(session);
+      return;
+    }
+    session.disconnectedAt = Date.now();
+    if (session.stored) this.persistSession(session);
+    this.scheduleExpiry(session, session.disconnectedAt);
+  }
+
+  setSessionExpiry(session: Session, expiry: number): void {
+    session.expiryInterval = expiry;
+    if (session.stored) this.persistSession(session, session.client ?? undefined);
+  }
+
+  private scheduleExpiry(session: Session, now: number): void {
+    if (session.expiryInterval === NEVER || session.disconnectedAt === null) return;
+    const at = session.disconnectedAt + session.expiryInterval * 1000;
+    if (session.expiryTimer) clearTimeout(session.expiryTimer);
+    session.expiryTimer = longTimeout(at - now, () => {
+      session.expiryTimer = null;
+      if (session.client === null && !session.ended) this.endSession(session);
+    });
+  }
+
+  private fireWill(session: Session): void {
+    session.willTimer = null;
+    const will = session.pendingWill;
+    if (will === null || session.client !== null) return;
+    session.pendingWill = null;
+    this.publishWill(session.id, will);
+    if (session.stored && !session.ended) this.persistSession(session);
+  }
+
+  /** Session ends: its pending will goes out [MQTT-3.1.2-?], its subscriptions and queue are discarded. */
+  endSession(session: Session): void {
+    if (session.ended) return;
+    const will = session.pendingWill;
+    session.pendingWill = null;
+    for (const sub of session.subscriptions.values()) this.tree.remove(session, sub.topicFilter, sub.group);
+    session.subscriptions.clear();
+    session.end();
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+    if (session.stored) {
+      session.stored = false;
+      this.store.deleteSession(session.id);
+      this.committer.touch();
+    }
+    if (will !== null) this.publishWill(session.id, will);
+  }
+
+  private persistSession(session: Session, client?: Client): void {
+    const will = client?.will;
+    this.store.putSession({
+      clientId: session.id,
+      protocolVersion: session.protocolVersion,
+      expiryInterval: session.expiryInterval,
+      disconnectedAt: client !== undefined ? null : session.disconnectedAt,
+      will: client !== undefined ? (will ? toStoredWill(will, will.properties?.willDelayInterval ?? 0) : null) : session.pendingWill,
+    });
+    this.committer.touch();
+  }
+
+  private publishWill(clientId: string, will: StoredWill): void {
+    const now = Date.now();
+    const expiry = will.properties?.messageExpiryInterval;
+    const msg = new Message(
+      this.nextMessageId(), will.topic, will.payload, will.qos, will.retain,
+      forwardableProperties(will.properties), expiry === undefined ? undefined : now + expiry * 1000, now, clientId,
+    );
+    msg.own();
+    const hook = this.hooks.authorizePublish;
+    const info: ClientInfo = { clientId, username: undefined, protocolVersion: 5, remoteAddress: '' };
+    const go = (ok: boolean | number): void => {
+      if (ok !== true || this.closed) return;
+      this.stats.willsPublished++;
+      this.publishMessage(msg);
+      this.notifyPublish(null, msg);
+    };
+    if (hook === undefined) return go(true);
+    try {
+      const r = hook(info, msg.toBrokerMessage(now));
+      if (r instanceof Promise) r.then(go, (err: unknown) => this.logger.error('authorizePublish hook rejected', { err }));
+      else go(r);
+    } catch (err) {
+      this.logger.error('authorizePublish hook threw', { err });
+    }
+  }
+
+  // ---- subscriptions ----
+
+  addSubscription(session: Session, req: SubscriptionRequest, qos: QoS, subId: number | undefined): { sub: Subscription; existed: boolean } {
+    const shared = parseSharedFilter(req.filter);
+    const sub = new Subscription(
+      session, req.filter, shared ? shared.filter : req.filter, shared ? shared.group : null,
+      qos, req.noLocal, req.retainAsPublished, req.retainHandling, subId,
+    );
+    // Same filter again: the subscription is replaced [MQTT-3.8.4-3].
+    const existed = this.tree.add(sub) !== undefined;
+    session.subscriptions.set(req.filter, sub);
+    if (session.stored) {
+      this.store.putSubscription(session.id, subscriptionRecord(sub));
+      this.committer.touch();
+    }
+    return { sub, existed };
+  }
+
+  removeSubscription(session: Session, filter: string): boolean {
+    const sub = session.subscriptions.get(filter);
+    if (sub === undefined) return false;
+    this.tree.remove(session, sub.topicFilter, sub.group);
+    session.subscriptions.delete(filter);
+    if (session.stored) {
+      this.store.deleteSubscription(session.id, filter);
+      this.committer.touch();
+    }
+    return true;
+  }
+
+  // ---- routing ----
+
+  /** Retain (if asked) and route a message. Returns the number of recipients it went to. */
+  publishMessage(msg: Message): number {
+    if (msg.retain && this.limits.retainAvailable) {
+      // An empty retained message clears the topic and is not stored [MQTT-3.3.1-6/7].
+      const value = msg.payload.length === 0 ? null : msg;
+      this.retained.set(msg.topic, value);
+      this.store.setRetained(msg.topic, value);
+      this.committer.touch();
+    }
+    return this.route(msg);
+  }
+
+  private route(msg: Message): number {
+    const m = this.tree.match(msg.topic);
+    const origin = msg.origin;
+    const mq = msg.qos;
+    let n = 0;
+    const single = m.single;
+    for (let i = 0; i < single.length; i++) {
+      const s = single[i]!;
+      // No Local: not back to the publishing connection's client id [MQTT-3.8.3-3].
+      if (s.noLocal && origin === s.recipient.id) continue;
+      n++;
+      // QoS is the minimum of published and granted [MQTT-3.8.4-8]; RETAIN per Retain As Published [MQTT-3.3.1-12/13].
+      s.recipient.deliver(msg, mq < s.qos ? mq : s.qos, s.retainAsPublished && msg.retain, s.subIds, null);
+    }
+    for (const list of m.multi) {
+      // Overlapping subscriptions of one client: one message, the highest QoS, every subscription id
+      // [MQTT-3.3.4-2/3/4/5] (see ARCHITECTURE.md).
+      let qos = -1;
+      let retain = false;
+      let ids: number[] | undefined;
+      for (const s of list) {
+        if (s.noLocal && origin === s.recipient.id) continue;
+        if (s.qos > qos) qos = s.qos;
+        if (s.retainAsPublished) retain = true;
+        if (s.subscriptionId !== undefined) (ids ??= []).push(s.subscriptionId);
+      }
+      if (qos < 0) continue;
+      n++;
+      list[0]!.recipient.deliver(msg, (mq < qos ? mq : qos) as QoS, retain && msg.retain, ids, null);
+    }
+    for (const g of m.shared) {
+      // One member of each shared group [MQTT-4.8.2-?].
+      const s = g.pick();
+      if (s === null) continue;
+      n++;
+      s.recipient.deliver(msg, mq < s.qos ? mq : s.qos, s.retainAsPublished && msg.retain, s.subIds, g);
+    }
+    return n;
+  }
+
+  notifyPublish(client: Client | null, msg: Message): void {
+    const hook = this.hooks.onPublish;
+    if (hook) safeCall(this.logger, 'onPublish', () => hook(client ? client.info : null, msg.toBrokerMessage(Date.now())));
+  }
+
+  // ---- in-process API ----
+
+  /** Publish as the broker: routed like a network PUBLISH. Resolves once it is stored (durable store). */
+  async publish(topic: string, payload: Buffer | Uint8Array | string, options: { qos?: QoS; retain?: boolean; properties?: Properties } = {}): Promise<void> {
+    if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
+    const bad = typeof topic === 'string' ? validateTopicName(topic) : 'topic must be a string';
+    if (bad !== null) throw new PetrelError('PETREL_ERR_TOPIC', `invalid topic ${JSON.stringify(topic)}: ${bad}`);
+    const qos = options.qos ?? 0;
+    if (qos !== 0 && qos !== 1 && qos !== 2) throw new PetrelError('PETREL_ERR_OPTION', `qos: must be 0, 1 or 2, got ${JSON.stringify(qos)}`, { key: 'qos' });
+    let buf: Buffer;
+    if (typeof payload === 'string') buf = Buffer.from(payload, 'utf8');
+    else if (Buffer.isBuffer(payload)) buf = payload;
+    else if (payload instanceof Uint8Array) buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    else throw new PetrelError('PETREL_ERR_PAYLOAD', 'payload must be a Buffer, Uint8Array or string');
+    const now = Date.now();
+    const expiry = options.properties?.messageExpiryInterval;
+    const msg = new Message(
+      this.nextMessageId(), topic, Buffer.from(buf), qos, options.retain === true,
+      forwardableProperties(options.properties), expiry === undefined ? undefined : now + expiry * 1000, now, undefined,
+    );
+    this.publishMessage(msg);
+    this.notifyPublish(null, msg);
+    if (this.committer.holding) await new Promise<void>((resolve) => this.committer.after(resolve));
+  }
+
+  /** In-process subscription: an async iterable of messages. */
+  subscribe(filters: string | readonly string[], options: SubscribeOptions = {}): LocalSubscription {
+    if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
+    const list = typeof filters === 'string' ? [filters] : [...filters];
+    if (list.length === 0) throw new PetrelError('PETREL_ERR_TOPIC', 'subscribe needs at least one topic filter');
+    for (const f of list) {
+      const bad = typeof f === 'string' ? validateTopicFilter(f) : 'filter must be a string';
+      if (bad !== null) throw new PetrelError('PETREL_ERR_TOPIC', `invalid topic filter ${JSON.stringify(f)}: ${bad}`);
+    }
+    const qos = options.qos ?? 2;
+    if (qos !== 0 && qos !== 1 && qos !== 2) throw new PetrelError('PETREL_ERR_OPTION', `qos: must be 0, 1 or 2, got ${JSON.stringify(qos)}`, { key: 'qos' });
+    const hwm = options.highWaterMark ?? 1000;
+    if (!Number.isInteger(hwm) || hwm < 1) throw new PetrelError('PETREL_ERR_OPTION', 'highWaterMark: must be an integer >= 1', { key: 'highWaterMark' });
+    const local = new LocalSubscription(this, `$local/${++this.localId}`, list, qos, hwm, options.signal);
+    this.locals.add(local);
+    for (const f of list) {
+      const shared = parseSharedFilter(f);
+      const sub = new Subscription(local, f, shared ? shared.filter : f, shared ? shared.group : null, qos, false, false, 0, undefined);
+      this.tree.add(sub);
+      local.entries.push(sub);
+    }
+    if (options.signal?.aborted) local.close();
+    return local;
+  }
+
+  removeLocal(local: LocalSubscription): void {
+    if (!this.locals.delete(local)) return;
+    for (const sub of local.entries) this.tree.remove(local, sub.topicFilter, sub.group);
+  }
+
+  countLocalDrop(): void {
+    this.stats.localDropped++;
+  }
+
+  // ---- timers ----
+
+  /** Keep alive [MQTT-3.1.2-24] and the CONNECT deadline, for every connection, twice a second. */
+  private sweep(): void {
+    const now = Date.now();
+    const connectDeadline = this.limits.connectTimeout * 1000;
+    for (const c of this.clients) {
+      if (c.state === ClientState.Connected) {
+        if (c.keepAliveMs > 0 && now - c.lastSeen > c.keepAliveMs) {
+          this.stats.keepAliveTimeouts++;
+          c.disconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+        }
+      } else if (c.state !== ClientState.Closed && now - c.openedAt > connectDeadline) {
+        c.closeNow(ReasonCode.MaximumConnectTime, 'no CONNECT in time');
+      }
+    }
+  }
+
+  /** Connected clients, for metrics and tests. */
+  get connectedCount(): number {
+    let n = 0;
+    for (const c of this.clients) if (c.state === ClientState.Connected) n++;
+    return n;
+  }
+
+  get messageSnapshot(): { retained: number; sessions: number; subscriptions: number } {
+    return { retained: this.retained.size, sessions: this.sessions.size, subscriptions: this.tree.size };
+  }
+}
+
+const NULL_HANDLER = { onData(): void {}, onDrain(): void {}, onClose(): void {} };
+
+function toStoredWill(w: WillMessage, delayInterval: number): StoredWill {
+  const s: StoredWill = { topic: w.topic, payload: w.payload, qos: w.qos, retain: w.retain, delayInterval };
+  if (w.properties !== undefined) s.properties = w.properties;
+  return s;
+}
+
+function safeCall(logger: Logger, name: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    logger.error(`${name} hook threw`, { err });
+  }
+}
+
+export type { BrokerMessage, SubscribeOptions };

@@ -1,0 +1,381 @@
+// One network connection speaking MQTT: decodes what arrives, dispatches each
+// packet to its handler (handle-*.ts), and encodes what goes out. Packets are
+// handled strictly in order; while an asynchronous hook runs, later packets
+// wait in a backlog (and the socket is paused if the backlog grows).
+
+import { Decoder } from '../protocol/decoder.js';
+import { encodeAck, encodePacket, encodePublishHeader } from '../protocol/encoder.js';
+import { ProtocolError } from '../protocol/errors.js';
+import type { Packet, Properties, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js';
+import { PacketType } from '../protocol/packets.js';
+import { ReasonCode, reasonName, v5ConnackToV3 } from '../protocol/reason-codes.js';
+import type { Connection, ConnectionHandler } from '../transport/connection.js';
+import type { Broker } from './broker.js';
+import type { AckSink } from './committer.js';
+import { handleAuth } from './handle-auth.js';
+import { handleConnect } from './handle-connect.js';
+import { handleDisconnect } from './handle-disconnect.js';
+import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from './handle-acks.js';
+import { handlePublish } from './handle-publish.js';
+import { handleSubscribe } from './handle-subscribe.js';
+import { handleUnsubscribe } from './handle-unsubscribe.js';
+import type { ClientInfo } from './hooks.js';
+import type { Message } from './message.js';
+import type { Session } from './session.js';
+
+export const ClientState = {
+  /** Waiting for CONNECT. */
+  New: 0,
+  /** CONNECT received; authentication (a hook or an AUTH exchange) under way. */
+  Authenticating: 1,
+  Connected: 2,
+  /** Closing or closed: nothing more is read or sent. */
+  Closed: 3,
+} as const;
+export type ClientState = (typeof ClientState)[keyof typeof ClientState];
+
+/** Backlogged packets beyond which the socket is paused. */
+const BACKLOG_PAUSE = 1000;
+
+export class Client implements ConnectionHandler, AckSink {
+  readonly broker: Broker;
+  readonly conn: Connection;
+  readonly decoder: Decoder;
+  state: ClientState = ClientState.New;
+  version: ProtocolVersion = 4;
+  clientId = '';
+  username: string | undefined = undefined;
+  session: Session | null = null;
+  /** Keep alive deadline in ms (1.5 x the keep alive), 0 = none. */
+  keepAliveMs = 0;
+  lastSeen: number;
+  readonly openedAt: number;
+
+  // Settings the client announced in CONNECT (v5).
+  /** Outbound window: min(client Receive Maximum, limits.maxInflight). */
+  window: number;
+  /** Client's Maximum Packet Size; 0 = no limit. */
+  maxPacketSize = 0;
+  topicAliasMaximum = 0;
+  /** Request Problem Information [MQTT-3.1.2-28/29]. */
+  problemInfo = true;
+
+  will: WillMessage | undefined = undefined;
+  /** Set by DISCONNECT 0x00: the will is not published [MQTT-3.14.4-3]. */
+  normalDisconnect = false;
+  /** Reason the connection ended (for hooks and logs). */
+  closeReason: number = ReasonCode.Success;
+  closedByClient = false;
+  /** The session's state was already handed over (takeover) or released. */
+  released = false;
+
+  aliasesIn: Map<number, string> | null = null;
+  aliasesOut: Map<string, number> | null = null;
+  /** Inbound QoS 1/2 PUBLISHes not yet acknowledged (Receive Maximum) [MQTT-3.3.4-9]. */
+  inboundUnacked = 0;
+
+  // Enhanced authentication (v5).
+  authMethod: string | undefined = undefined;
+  authState: unknown = undefined;
+  reauthenticating = false;
+
+  private busy = false;
+  private backlog: Packet[] | null = null;
+  private infoCache: ClientInfo | null = null;
+
+  constructor(broker: Broker, conn: Connection) {
+    this.broker = broker;
+    this.conn = conn;
+    conn.handler = this;
+    this.window = broker.limits.maxInflight;
+    this.openedAt = this.lastSeen = Date.now();
+    const d = new Decoder({ maxPacketSize: broker.limits.maxPacketSize, side: 'server' });
+    d.onPacket = (p: Packet) => this.onPacket(p);
+    d.onError = (e: ProtocolError) => this.onProtocolError(e);
+    this.decoder = d;
+  }
+
+  get info(): ClientInfo {
+    return (this.infoCache ??= {
+      clientId: this.clientId,
+      username: this.username,
+      protocolVersion: this.version,
+      remoteAddress: this.conn.remoteAddress,
+    });
+  }
+
+  // ---- input ----
+
+  onData(chunk: Buffer): void {
+    if (this.state === ClientState.Closed) return;
+    this.lastSeen = Date.now();
+    this.broker.stats.bytesIn += chunk.length;
+    this.decoder.push(chunk);
+  }
+
+  private onPacket(p: Packet): void {
+    if (this.state === ClientState.Closed) return;
+    if (this.busy) {
+      const b = (this.backlog ??= []);
+      b.push(p);
+      if (b.length === BACKLOG_PAUSE) this.conn.pause();
+      return;
+    }
+    this.dispatch(p);
+  }
+
+  /** An asynchronous step started: later packets wait. */
+  hold(): void {
+    this.busy = true;
+  }
+
+  /** The asynchronous step ended: handle what waited, in order. */
+  release(): void {
+    this.busy = false;
+    const b = this.backlog;
+    if (b === null) return;
+    let i = 0;
+    while (i < b.length && !this.busy && this.state !== ClientState.Closed) this.dispatch(b[i++]!);
+    b.splice(0, i);
+    if (b.length === 0) this.backlog = null;
+    if (b.length < BACKLOG_PAUSE) this.conn.resume();
+  }
+
+  private dispatch(p: Packet): void {
+    const state = this.state;
+    if (state === ClientState.New) {
+      // The first packet must be CONNECT [MQTT-3.1.0-1].
+      if (p.type !== PacketType.CONNECT) {
+        this.fail(ReasonCode.ProtocolError, 'first packet was not CONNECT [MQTT-3.1.0-1]');
+        return;
+      }
+      this.broker.stats.packetsIn++;
+      handleConnect(this, p);
+      return;
+    }
+    this.broker.stats.packetsIn++;
+    if (state === ClientState.Authenticating) {
+      if (p.type === PacketType.AUTH) handleAuth(this, p);
+      else if (p.type === PacketType.DISCONNECT) this.conn.end();
+      else this.fail(ReasonCode.ProtocolError, `${p.type === 1 ? 'second CONNECT' : 'packet'} before authentication completed`);
+      return;
+    }
+    switch (p.type) {
+      case PacketType.PUBLISH:
+        handlePublish(this, p);
+        return;
+      case PacketType.PUBACK:
+        handlePuback(this, p);
+        return;
+      case PacketType.PUBREC:
+        handlePubrec(this, p);
+        return;
+      case PacketType.PUBREL:
+        handlePubrel(this, p);
+        return;
+      case PacketType.PUBCOMP:
+        handlePubcomp(this, p);
+        return;
+      case PacketType.SUBSCRIBE:
+        handleSubscribe(this, p);
+        return;
+      case PacketType.UNSUBSCRIBE:
+        handleUnsubscribe(this, p);
+        return;
+      case PacketType.PINGREQ:
+        this.sendRaw(PINGRESP);
+        return;
+      case PacketType.DISCONNECT:
+        handleDisconnect(this, p);
+        return;
+      case PacketType.AUTH:
+        handleAuth(this, p);
+        return;
+      case PacketType.CONNECT:
+        // [MQTT-3.1.0-2]
+        this.fail(ReasonCode.ProtocolError, 'second CONNECT [MQTT-3.1.0-2]');
+        return;
+      default:
+        // The decoder (side 'server') already refuses packets only a server sends.
+        this.fail(ReasonCode.ProtocolError, `unexpected packet type ${p.type}`);
+    }
+  }
+
+  private onProtocolError(e: ProtocolError): void {
+    this.broker.stats.protocolErrors++;
+    if (this.state === ClientState.New && e.protocolVersion !== undefined) {
+      // The CONNECT was bad but its protocol level was read: answer in a form that level understands.
+      if (e.protocolVersion === 5) this.version = 5;
+      else if (e.protocolVersion === 3 || e.protocolVersion === 4) this.version = e.protocolVersion;
+      if (e.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+        // [MQTT-3.1.2-2] (3.1.1): CONNACK 0x01 then close. Levels we do not know get the 3.1.1 form.
+        if (e.protocolVersion === 5) this.sendPacket({ type: 2, sessionPresent: false, reasonCode: ReasonCode.UnsupportedProtocolVersion });
+        else this.sendRawPacket4({ type: 2, sessionPresent: false, reasonCode: 0x01 });
+        this.closeNow(e.reasonCode, e.message);
+        return;
+      }
+    }
+    this.fail(e.reasonCode, e.message + (e.ref ? ` [${e.ref}]` : ''));
+  }
+
+  // ---- output ----
+
+  /** Raw bytes (acks, pings) — AckSink for the committer. */
+  sendRaw(data: Buffer): void {
+    if (this.state === ClientState.Closed) return;
+    this.conn.write(data);
+  }
+
+  sendPacket(p: Packet): void {
+    if (this.state === ClientState.Closed) return;
+    this.conn.write(encodePacket(p, this.version));
+  }
+
+  encode(p: Packet): Buffer {
+    return encodePacket(p, this.version);
+  }
+
+  private sendRawPacket4(p: Packet): void {
+    this.conn.write(encodePacket(p, 4));
+  }
+
+  /** Ack (PUBACK/PUBREC/PUBCOMP) that must wait for the store: through the committer. */
+  sendAckAfterCommit(type: 4 | 5 | 7, packetId: number, reasonCode: number, reasonString?: string): void {
+    const props = reasonString !== undefined && this.version === 5 && this.problemInfo ? { reasonString } : undefined;
+    this.broker.committer.send(this, encodeAck(type, packetId, this.version === 5 ? reasonCode : 0, this.version, props));
+  }
+
+  sendPubrel(packetId: number, reasonCode = 0): void {
+    this.broker.committer.send(this, encodeAck(6, packetId, reasonCode, this.version));
+  }
+
+  /** Room to send now (the socket is not backed up). */
+  canSend(): boolean {
+    return this.state === ClientState.Connected && this.conn.writable;
+  }
+
+  /**
+   * Send a PUBLISH. Returns false if it is larger than the client's Maximum Packet Size (then nothing is sent).
+   */
+  sendPublish(msg: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, packetId: number, dup: boolean): boolean {
+    const version = this.version;
+    let h;
+    if (version === 5 && (subIds !== undefined || this.topicAliasMaximum > 0 || msg.expiresAt !== undefined)) {
+      let topic = msg.topic;
+      let alias = 0;
+      if (this.topicAliasMaximum > 0) {
+        const out = (this.aliasesOut ??= new Map());
+        const a = out.get(topic);
+        if (a !== undefined) {
+          alias = a;
+          topic = '';
+        } else if (out.size < this.topicAliasMaximum) {
+          // First use of a free alias: topic and alias together, later the alias alone [MQTT-3.3.2-12].
+          alias = out.size + 1;
+          out.set(topic, alias);
+        }
+      }
+      h = encodePublishHeader(topic, qos, dup, retain, packetId, msg.outboundProperties(Date.now(), subIds, alias), msg.payload.length, 5);
+      if (this.maxPacketSize !== 0 && h.header.length + msg.payload.length > this.maxPacketSize) {
+        if (alias !== 0 && topic !== '') this.aliasesOut!.delete(msg.topic);
+        this.broker.stats.droppedTooLarge++;
+        return false;
+      }
+      this.conn.writeWithHeader(h.header, -1, 0, 0, msg.payload);
+    } else {
+      h = msg.header(version, qos, retain);
+      if (this.maxPacketSize !== 0 && h.header.length + msg.payload.length > this.maxPacketSize) {
+        this.broker.stats.droppedTooLarge++;
+        return false;
+      }
+      this.conn.writeWithHeader(h.header, h.packetIdOffset, packetId, dup ? 0x08 : 0, msg.payload);
+    }
+    this.broker.stats.messagesOut++;
+    return true;
+  }
+
+  /** v5 reason string property, only when the client did not turn problem information off [MQTT-3.1.2-29]. */
+  reasonProps(reasonString: string | undefined): Properties | undefined {
+    return reasonString !== undefined && this.problemInfo ? { reasonString } : undefined;
+  }
+
+  // ---- ending ----
+
+  /**
+   * A protocol or semantic error: tell the client why (v5: DISCONNECT, or CONNACK before the connection was
+   * accepted [MQTT-4.13.1-1]; 3.1.1: just close) and close.
+   */
+  fail(reasonCode: number, reason: string): void {
+    if (this.state === ClientState.Closed) return;
+    this.broker.logger.debug('closing connection', {
+      client: this.clientId || undefined,
+      remote: this.conn.remoteAddress,
+      reason: reasonName(reasonCode),
+      detail: reason,
+    });
+    if (this.version === 5) {
+      if (this.state === ClientState.Connected) {
+        this.sendPacket({ type: 14, reasonCode, properties: { reasonString: reason } });
+      } else {
+        this.sendPacket({ type: 2, sessionPresent: false, reasonCode, properties: this.reasonProps(reason) });
+      }
+    }
+    this.closeNow(reasonCode, reason);
+  }
+
+  /** Refuse a CONNECT with a reason code (v5) or the matching return code (3.1/3.1.1). */
+  refuseConnect(reasonCode: number, reason: string): void {
+    if (this.state === ClientState.Closed) return;
+    this.broker.stats.connectsRefused++;
+    this.broker.logger.info('connection refused', {
+      client: this.clientId || undefined,
+      remote: this.conn.remoteAddress,
+      reason: reasonName(reasonCode),
+      detail: reason,
+    });
+    if (this.version === 5) {
+      this.sendPacket({ type: 2, sessionPresent: false, reasonCode, properties: this.reasonProps(reason) });
+    } else {
+      this.sendPacket({ type: 2, sessionPresent: false, reasonCode: v5ConnackToV3(reasonCode) });
+    }
+    this.closeNow(reasonCode, reason);
+  }
+
+  /** Server-side DISCONNECT (v5) with a reason, then close. */
+  disconnect(reasonCode: number, reasonString?: string): void {
+    if (this.state === ClientState.Closed) return;
+    if (this.version === 5 && this.state === ClientState.Connected) {
+      this.sendPacket({ type: 14, reasonCode, properties: reasonString === undefined ? undefined : { reasonString } });
+    }
+    this.closeNow(reasonCode, reasonString ?? reasonName(reasonCode));
+  }
+
+  /** Stop reading and writing, flush, close the socket, and let the broker release the session now. */
+  closeNow(reasonCode: number, _reason: string): void {
+    if (this.state === ClientState.Closed) return;
+    const wasConnected = this.state === ClientState.Connected;
+    this.state = ClientState.Closed;
+    this.closeReason = reasonCode;
+    this.backlog = null;
+    this.conn.end();
+    if (wasConnected) this.broker.clientGone(this);
+    else this.broker.forgetClient(this);
+  }
+
+  /** The socket closed (the peer went away, or after closeNow). */
+  onClose(): void {
+    if (this.state !== ClientState.Closed) {
+      const wasConnected = this.state === ClientState.Connected;
+      this.state = ClientState.Closed;
+      if (!this.normalDisconnect && this.closeReason === ReasonCode.Success) this.closeReason = ReasonCode.UnspecifiedError;
+      if (wasConnected) this.broker.clientGone(this);
+      else this.broker.forgetClient(this);
+    }
+  }
+
+  onDrain(): void {
+    if (this.state === ClientState.Connected) this.session?.pump();
+  }
+}
+
+const PINGRESP = Buffer.from([0xd0, 0x00]);

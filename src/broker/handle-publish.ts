@@ -1,0 +1,167 @@
+// PUBLISH from a client: topic aliases, limits, QoS 2 duplicate detection,
+// authorization, then routing; the acknowledgement (PUBACK / PUBREC) waits for
+// the store (section 3.3, 4.3 of MQTT 5.0).
+
+import type { PublishPacket } from '../protocol/packets.js';
+import { ReasonCode } from '../protocol/reason-codes.js';
+import type { Client } from './client.js';
+import { ClientState } from './client.js';
+import { isUtf8 } from './handle-connect.js';
+import type { AuthorizePublishResult } from './hooks.js';
+import { forwardableProperties, Message } from './message.js';
+
+export function handlePublish(client: Client, p: PublishPacket): void {
+  const broker = client.broker;
+  const limits = broker.limits;
+  const session = client.session!;
+  broker.stats.messagesIn++;
+  let topic = p.topic;
+  const props = p.properties;
+
+  if (client.version === 5 && props !== undefined) {
+    const alias = props.topicAlias;
+    if (alias !== undefined) {
+      // [MQTT-3.3.2-8] 0 is invalid (the decoder refuses it); above our maximum is invalid [MQTT-3.3.2-9].
+      if (alias > limits.topicAliasMaximum) {
+        client.fail(ReasonCode.TopicAliasInvalid, `topic alias ${alias} above maximum ${limits.topicAliasMaximum}`);
+        return;
+      }
+      const aliases = (client.aliasesIn ??= new Map());
+      if (topic === '') {
+        const t = aliases.get(alias);
+        if (t === undefined) {
+          client.fail(ReasonCode.ProtocolError, `topic alias ${alias} not set`);
+          return;
+        }
+        topic = t;
+      } else {
+        aliases.set(alias, topic);
+      }
+    }
+  }
+
+  const qos = p.qos;
+  if (qos > limits.maxQoS) {
+    // [MQTT-3.2.2-11]
+    client.fail(ReasonCode.QoSNotSupported, `QoS ${qos} above maximum ${limits.maxQoS}`);
+    return;
+  }
+  if (p.retain && !limits.retainAvailable) {
+    // [MQTT-3.2.2-14]
+    client.fail(ReasonCode.RetainNotSupported, 'retain not supported');
+    return;
+  }
+
+  if (qos === 2) {
+    // A PUBLISH with a packet id still waiting for PUBREL is a re-send: acknowledge, do not deliver again [MQTT-4.3.3-9].
+    if (session.inboundQos2 !== null && session.inboundQos2.has(p.packetId)) {
+      client.sendAckAfterCommit(5, p.packetId, ReasonCode.Success);
+      return;
+    }
+  }
+  if (qos > 0) {
+    // Receive Maximum [MQTT-3.3.4-9]; 3.1.1 clients are held to the packet id space.
+    const max = client.version === 5 ? limits.receiveMaximum : 65535;
+    if (++client.inboundUnacked > max) {
+      client.fail(ReasonCode.ReceiveMaximumExceeded, `more than ${max} QoS 1/2 messages unacknowledged`);
+      return;
+    }
+  }
+
+  if (props?.payloadFormatIndicator === 1 && !isUtf8(p.payload)) {
+    // [MQTT-3.3.2-4]: a receiver may check; we refuse rather than forward a payload that lies about itself.
+    refuse(client, p, ReasonCode.PayloadFormatInvalid, 'payload is not valid UTF-8');
+    return;
+  }
+
+  const expiry = props?.messageExpiryInterval;
+  const now = Date.now();
+  const msg = new Message(
+    broker.nextMessageId(),
+    topic,
+    p.payload,
+    qos,
+    p.retain,
+    forwardableProperties(props),
+    expiry === undefined ? undefined : now + expiry * 1000,
+    now,
+    client.clientId,
+  );
+
+  const hook = broker.hooks.authorizePublish;
+  if (hook !== undefined) {
+    let result: AuthorizePublishResult | Promise<AuthorizePublishResult>;
+    try {
+      result = hook(client.info, msg.toBrokerMessage(now));
+    } catch (err) {
+      broker.logger.error('authorizePublish hook threw', { err });
+      result = ReasonCode.UnspecifiedError;
+    }
+    if (result instanceof Promise) {
+      msg.own(); // the socket chunk is not ours beyond this turn
+      client.hold();
+      result.then(
+        (r) => {
+          if (client.state !== ClientState.Closed) decide(client, p, msg, r);
+          client.release();
+        },
+        (err: unknown) => {
+          broker.logger.error('authorizePublish hook rejected', { err });
+          if (client.state !== ClientState.Closed) decide(client, p, msg, ReasonCode.UnspecifiedError);
+          client.release();
+        },
+      );
+      return;
+    }
+    decide(client, p, msg, result);
+    return;
+  }
+  accept(client, p, msg);
+}
+
+function decide(client: Client, p: PublishPacket, msg: Message, r: AuthorizePublishResult): void {
+  if (r === true) return accept(client, p, msg);
+  const code = typeof r === 'number' && r >= 0x80 ? r : ReasonCode.NotAuthorized;
+  client.broker.stats.publishDenied++;
+  refuse(client, p, code, 'not authorized');
+}
+
+/** Not routed. v5: the ack carries the reason. 3.1.1: a positive ack, as the spec allows [MQTT-3.3.5-2]. */
+function refuse(client: Client, p: PublishPacket, code: number, reason: string): void {
+  if (p.qos === 1) {
+    client.inboundUnacked--;
+    client.sendAckAfterCommit(4, p.packetId, code, reason);
+  } else if (p.qos === 2) {
+    if (client.version === 5) {
+      // A PUBREC with a failure code ends the exchange: no PUBREL follows [MQTT-4.3.3-?].
+      client.inboundUnacked--;
+      client.sendAckAfterCommit(5, p.packetId, code, reason);
+    } else {
+      rememberQos2(client, p.packetId);
+      client.sendAckAfterCommit(5, p.packetId, 0);
+    }
+  }
+}
+
+function accept(client: Client, p: PublishPacket, msg: Message): void {
+  const broker = client.broker;
+  if (msg.qos > 0 || msg.retain) msg.own();
+  const matched = broker.publishMessage(msg);
+  broker.notifyPublish(client, msg);
+  if (p.qos === 1) {
+    client.inboundUnacked--;
+    client.sendAckAfterCommit(4, p.packetId, matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success);
+  } else if (p.qos === 2) {
+    rememberQos2(client, p.packetId);
+    client.sendAckAfterCommit(5, p.packetId, matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success);
+  }
+}
+
+function rememberQos2(client: Client, packetId: number): void {
+  const session = client.session!;
+  (session.inboundQos2 ??= new Set()).add(packetId);
+  if (session.persistent) {
+    client.broker.store.addInboundQos2(session.id, packetId);
+    client.broker.committer.touch();
+  }
+}

@@ -1,0 +1,130 @@
+// SUBSCRIBE: one reason code per filter, in order (section 3.8, 3.9 of MQTT 5.0).
+// The filters are handled as if they came in separate SUBSCRIBE packets
+// [MQTT-3.8.4-4]; authorization may be asynchronous, and then the whole packet
+// waits. SUBACK goes out after the subscriptions are stored; retained messages
+// follow the SUBACK.
+
+import { parseSharedFilter } from '../protocol/topic.js';
+import type { QoS, SubscribePacket, SubscriptionRequest } from '../protocol/packets.js';
+import { ReasonCode } from '../protocol/reason-codes.js';
+import type { Client } from './client.js';
+import { ClientState } from './client.js';
+import type { AuthorizeSubscribeResult } from './hooks.js';
+
+/** Decide one filter before authorization: a failure code, or -1 if it may go on. */
+function precheck(client: Client, req: SubscriptionRequest, isNew: boolean): number {
+  const limits = client.broker.limits;
+  const shared = req.filter.startsWith('$share/');
+  if (shared && !limits.sharedSubscriptions) return ReasonCode.SharedSubscriptionsNotSupported; // [MQTT-3.8.3-?]
+  if (!limits.wildcardSubscriptions && /[+#]/.test(shared ? parseSharedFilter(req.filter)!.filter : req.filter)) {
+    return ReasonCode.WildcardSubscriptionsNotSupported; // [MQTT-3.8.3-2]
+  }
+  if (isNew && client.session!.subscriptions.size >= limits.maxSubscriptionsPerSession) return ReasonCode.QuotaExceeded;
+  return -1;
+}
+
+/** Map a hook result to a granted QoS (0..2) or a failure reason code (>= 0x80). */
+function grant(req: SubscriptionRequest, r: AuthorizeSubscribeResult, maxQoS: QoS): number {
+  if (r === true) return Math.min(req.qos, maxQoS);
+  if (r === false) return ReasonCode.NotAuthorized;
+  if (r >= 0 && r <= 2) return Math.min(req.qos, maxQoS, r);
+  return r >= 0x80 ? r : ReasonCode.UnspecifiedError;
+}
+
+export function handleSubscribe(client: Client, p: SubscribePacket): void {
+  const broker = client.broker;
+  const limits = broker.limits;
+  const session = client.session!;
+  const subId = p.properties?.subscriptionIdentifiers?.[0];
+  if (subId !== undefined && !limits.subscriptionIdentifiers) {
+    // [MQTT-3.8.2-?]: not announced as available, so a Protocol Error.
+    client.fail(ReasonCode.SubscriptionIdentifiersNotSupported, 'subscription identifiers are not supported');
+    return;
+  }
+  const hook = broker.hooks.authorizeSubscribe;
+  const codes: (number | Promise<AuthorizeSubscribeResult>)[] = [];
+  let async = false;
+  for (const req of p.subscriptions) {
+    const pre = precheck(client, req, !session.subscriptions.has(req.filter));
+    if (pre >= 0) {
+      codes.push(pre);
+      continue;
+    }
+    if (hook === undefined) {
+      codes.push(Math.min(req.qos, limits.maxQoS));
+      continue;
+    }
+    let r: AuthorizeSubscribeResult | Promise<AuthorizeSubscribeResult>;
+    try {
+      r = hook(client.info, { filter: req.filter, qos: req.qos });
+    } catch (err) {
+      broker.logger.error('authorizeSubscribe hook threw', { err });
+      r = ReasonCode.UnspecifiedError;
+    }
+    if (r instanceof Promise) {
+      async = true;
+      codes.push(r);
+    } else {
+      codes.push(grant(req, r, limits.maxQoS));
+    }
+  }
+  if (!async) {
+    apply(client, p, codes as number[], subId);
+    return;
+  }
+  client.hold();
+  Promise.all(
+    codes.map((c, i) =>
+      typeof c === 'number'
+        ? c
+        : c.then(
+            (r) => grant(p.subscriptions[i]!, r, limits.maxQoS),
+            (err: unknown) => {
+              broker.logger.error('authorizeSubscribe hook rejected', { err });
+              return ReasonCode.UnspecifiedError as number;
+            },
+          ),
+    ),
+  ).then((granted) => {
+    if (client.state === ClientState.Connected) apply(client, p, granted, subId);
+    client.release();
+  });
+}
+
+function apply(client: Client, p: SubscribePacket, granted: number[], subId: number | undefined): void {
+  const broker = client.broker;
+  const session = client.session!;
+  const retainedFor: { filter: string; qos: QoS; subIds: readonly number[] | undefined; noLocal: boolean }[] = [];
+  const codes: number[] = new Array(granted.length);
+  for (let i = 0; i < granted.length; i++) {
+    const req = p.subscriptions[i]!;
+    let code = granted[i]!;
+    if (code < 0x80) {
+      const { sub, existed } = broker.addSubscription(session, req, code as QoS, subId);
+      // Retained messages on subscribe, per Retain Handling; never for shared subscriptions [MQTT-3.3.1-6..10, 3.8.4].
+      if (sub.group === null && (req.retainHandling === 0 || (req.retainHandling === 1 && !existed))) {
+        retainedFor.push({ filter: sub.topicFilter, qos: code as QoS, subIds: sub.subIds, noLocal: req.noLocal });
+      }
+    } else {
+      broker.stats.subscribeDenied++;
+      // 3.1/3.1.1 know only 0x80 as a failure [MQTT-3.9.3-?].
+      if (client.version !== 5) code = 0x80;
+    }
+    codes[i] = code;
+  }
+  broker.committer.send(client, client.encode({ type: 9, packetId: p.packetId, reasonCodes: codes }));
+  if (retainedFor.length > 0) {
+    broker.committer.after(() => {
+      if (client.state !== ClientState.Connected || client.session !== session) return;
+      const now = Date.now();
+      for (const r of retainedFor) {
+        for (const msg of broker.retained.match(r.filter)) {
+          if (msg.isExpired(now)) continue;
+          if (r.noLocal && msg.origin === session.id) continue;
+          // Sent because of a new subscription: RETAIN 1 [MQTT-3.3.1-8].
+          session.deliver(msg, msg.qos < r.qos ? msg.qos : r.qos, true, r.subIds, null);
+        }
+      }
+    });
+  }
+}

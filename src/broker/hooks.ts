@@ -1,0 +1,130 @@
+// The closed vocabulary of hooks an embedder may implement. Names are checked
+// when the broker is created: an unknown name is an error, not a silent no-op.
+
+import type { Properties, ProtocolVersion, QoS } from '../protocol/packets.js';
+import { PetrelError } from './errors.js';
+
+/** What hooks learn about a connected (or connecting) client. */
+export interface ClientInfo {
+  readonly clientId: string;
+  readonly username: string | undefined;
+  readonly protocolVersion: ProtocolVersion;
+  /** e.g. '127.0.0.1:53211' or '[::1]:53211'. */
+  readonly remoteAddress: string;
+}
+
+/** A message as the hooks and the in-process API see it. */
+export interface BrokerMessage {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly qos: QoS;
+  readonly retain: boolean;
+  /** Forwarded application properties (v5): payloadFormatIndicator, contentType, responseTopic, correlationData, userProperties, messageExpiryInterval. */
+  readonly properties: Properties | undefined;
+}
+
+export interface AuthenticateRequest {
+  readonly clientId: string;
+  readonly username: string | undefined;
+  readonly password: Buffer | undefined;
+  readonly protocolVersion: ProtocolVersion;
+  readonly remoteAddress: string;
+  /** CONNECT user properties (v5). */
+  readonly userProperties: ReadonlyArray<[string, string]> | undefined;
+}
+
+/**
+ * `true` accepts, `false` refuses with Bad User Name or Password (0x86; 3.1.1 return code 4).
+ * An object refuses with the given v5 reason code (mapped to the closest 3.1.1 return code).
+ */
+export type AuthenticateResult = boolean | { reasonCode: number; reasonString?: string };
+
+export interface SubscribeRequest {
+  readonly filter: string;
+  readonly qos: QoS;
+}
+
+/**
+ * `true` grants the requested QoS, `false` refuses (Not Authorized 0x87 in v5, 0x80 in 3.1.1).
+ * A number 0..2 grants that QoS (at most the requested one); a number >= 0x80 refuses with that reason code
+ * (3.1/3.1.1 clients always see 0x80).
+ */
+export type AuthorizeSubscribeResult = boolean | number;
+
+/** `true` allows; `false` refuses with Not Authorized (0x87); a number >= 0x80 refuses with that reason code. */
+export type AuthorizePublishResult = boolean | number;
+
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface DisconnectInfo {
+  /** Why the connection ended: a v5 reason code (0 = normal DISCONNECT from the client). */
+  readonly reasonCode: number;
+  /** Whether the client sent DISCONNECT itself. */
+  readonly byClient: boolean;
+}
+
+export interface Hooks {
+  /** Called on CONNECT, after protocol checks and before CONNACK. */
+  authenticate?(request: AuthenticateRequest): MaybePromise<AuthenticateResult>;
+  /** Called for every PUBLISH from a network client (and for its will, when published). */
+  authorizePublish?(client: ClientInfo, message: BrokerMessage): MaybePromise<AuthorizePublishResult>;
+  /** Called for every topic filter of a SUBSCRIBE (including `$share/...` filters, as written). */
+  authorizeSubscribe?(client: ClientInfo, subscription: SubscribeRequest): MaybePromise<AuthorizeSubscribeResult>;
+  /** Notified of every message accepted for routing; `client` is null for broker.publish() and wills. */
+  onPublish?(client: ClientInfo | null, message: BrokerMessage): void;
+  /** Notified after CONNACK (success) went out. */
+  onConnect?(client: ClientInfo): void;
+  /** Notified when a connected client's connection ends. */
+  onDisconnect?(client: ClientInfo, info: DisconnectInfo): void;
+}
+
+export const HOOK_NAMES = [
+  'authenticate',
+  'authorizePublish',
+  'authorizeSubscribe',
+  'onPublish',
+  'onConnect',
+  'onDisconnect',
+] as const;
+
+export function validateHooks(hooks: unknown): Hooks {
+  if (hooks === undefined) return {};
+  if (hooks === null || typeof hooks !== 'object') {
+    throw new PetrelError('PETREL_ERR_OPTION', 'hooks: must be an object of functions', { key: 'hooks' });
+  }
+  for (const [name, fn] of Object.entries(hooks)) {
+    if (!(HOOK_NAMES as readonly string[]).includes(name)) {
+      throw new PetrelError(
+        'PETREL_ERR_UNKNOWN_HOOK',
+        `hooks.${name}: unknown hook; known hooks are ${HOOK_NAMES.join(', ')}`,
+        { key: `hooks.${name}` },
+      );
+    }
+    if (typeof fn !== 'function') {
+      throw new PetrelError('PETREL_ERR_OPTION', `hooks.${name}: must be a function`, { key: `hooks.${name}` });
+    }
+  }
+  return hooks as Hooks;
+}
+
+// ---- enhanced authentication (MQTT 5.0 section 4.12) ----
+
+export interface AuthStepRequest {
+  readonly clientId: string;
+  readonly username: string | undefined;
+  readonly method: string;
+  /** Authentication Data the client sent in this step (CONNECT or AUTH). */
+  readonly data: Buffer | undefined;
+  /** True for the first step of a re-authentication (AUTH 0x19 from a connected client). */
+  readonly reauthenticate: boolean;
+  /** Whatever the previous step returned as `state` (undefined on the first step). */
+  readonly state: unknown;
+}
+
+export type AuthStepResult =
+  | { result: 'continue'; data?: Buffer; state?: unknown }
+  | { result: 'success'; data?: Buffer }
+  | { result: 'fail'; reasonCode?: number; reasonString?: string };
+
+/** One enhanced authentication method: called once per step until it returns success or fail. */
+export type AuthMethod = (request: AuthStepRequest) => MaybePromise<AuthStepResult>;

@@ -1,0 +1,218 @@
+// Broker options: one struct of limits with documented defaults (the
+// capabilities idea from mochi-mqtt), validated at creation with errors that
+// name the key and the reason.
+
+import type { Store } from '../store/types.js';
+import type { AuthMethod, Hooks } from './hooks.js';
+import { validateHooks } from './hooks.js';
+import { optionError } from './errors.js';
+import type { Logger, LogLevel } from './logger.js';
+import { LOG_LEVELS } from './logger.js';
+
+export interface ListenerOptions {
+  /** TCP port; 0 picks a free one (read it from broker.listen()'s result). Default 1883. */
+  port?: number;
+  /** Address to bind; default '::' (all IPv6 and IPv4 addresses where the system allows dual stack), else '0.0.0.0'. */
+  host?: string;
+}
+
+export type StoreOption =
+  | { type: 'memory' }
+  | { type: 'sqlite'; dataDir: string; durability?: 'process' | 'power' }
+  | Store;
+
+export interface Limits {
+  /** Largest packet accepted, in bytes (sent as Maximum Packet Size in v5 CONNACK). Default 1 MiB. */
+  maxPacketSize: number;
+  /** Receive Maximum announced to v5 clients: inbound QoS 1/2 PUBLISHes unacknowledged at once. Default 1024. */
+  receiveMaximum: number;
+  /** Upper bound of outbound QoS 1/2 messages in flight per session (v5 clients may lower it with their Receive Maximum). Default 1000. */
+  maxInflight: number;
+  /** Topic Alias Maximum announced to v5 clients (inbound aliases). 0 disables. Default 64. */
+  topicAliasMaximum: number;
+  /** Largest keep alive accepted, seconds; a larger (or zero) request gets Server Keep Alive in v5. 0 = no limit. Default 0. */
+  maxKeepAlive: number;
+  /** Maximum QoS accepted from and granted to clients. Default 2. */
+  maxQoS: 0 | 1 | 2;
+  /** Whether retained messages are supported. Default true. */
+  retainAvailable: boolean;
+  wildcardSubscriptions: boolean;
+  subscriptionIdentifiers: boolean;
+  sharedSubscriptions: boolean;
+  /** Cap on Session Expiry Interval, seconds. Default 0xFFFFFFFF (no cap). */
+  maxSessionExpiry: number;
+  /** Session expiry for 3.1/3.1.1 clients with clean session 0, seconds. Default 0xFFFFFFFF (never). */
+  persistentSessionExpiry: number;
+  /** Per session: queued + in-flight QoS 1/2 messages at most; beyond it new messages for the session are dropped and counted. Default 100,000. */
+  maxQueuedMessages: number;
+  /** Per session: payload bytes queued at most. Default 256 MiB. */
+  maxQueuedBytes: number;
+  /** Per connection: bytes waiting in the socket before QoS 0 messages are dropped (and counted) and QoS 1/2 wait in the session queue. Default 1 MiB. */
+  maxWriteBuffer: number;
+  /** Seconds a new connection has to send CONNECT. Default 10. */
+  connectTimeout: number;
+  /** Longest client identifier accepted. Default 65535. */
+  maxClientIdLength: number;
+  /** Largest number of subscriptions one session may hold. Default 10,000. */
+  maxSubscriptionsPerSession: number;
+  /** Whether 3.1.1 clients may connect with an empty client id and clean session 1 (the broker assigns one). Default true. */
+  allowZeroLengthClientId: boolean;
+  /** Queue QoS 0 messages for offline persistent sessions (as QoS 0). Default false, like Mosquitto. */
+  queueQos0: boolean;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxPacketSize: 1024 * 1024,
+  receiveMaximum: 1024,
+  maxInflight: 1000,
+  topicAliasMaximum: 64,
+  maxKeepAlive: 0,
+  maxQoS: 2,
+  retainAvailable: true,
+  wildcardSubscriptions: true,
+  subscriptionIdentifiers: true,
+  sharedSubscriptions: true,
+  maxSessionExpiry: 0xffffffff,
+  persistentSessionExpiry: 0xffffffff,
+  maxQueuedMessages: 100_000,
+  maxQueuedBytes: 256 * 1024 * 1024,
+  maxWriteBuffer: 1024 * 1024,
+  connectTimeout: 10,
+  maxClientIdLength: 65535,
+  maxSubscriptionsPerSession: 10_000,
+  allowZeroLengthClientId: true,
+  queueQos0: false,
+});
+
+export interface BrokerOptions {
+  /** TCP listeners opened by listen(). Default [{ port: 1883 }]. */
+  listeners?: ListenerOptions[];
+  /** Where sessions, queues and retained messages live. Default { type: 'sqlite', dataDir: './data' }. */
+  store?: StoreOption;
+  limits?: Partial<Limits>;
+  hooks?: Hooks;
+  /** Enhanced authentication methods by name (MQTT 5.0 section 4.12). */
+  authMethods?: Record<string, AuthMethod>;
+  /** Response Information sent to v5 clients that ask for it (Request Response Information 1). */
+  responseInformation?: string;
+  /** Seconds granted to close(): after it, remaining connections are destroyed. Default 5. */
+  closeTimeout?: number;
+  logLevel?: LogLevel;
+  logger?: Logger;
+}
+
+const INT_LIMITS: Record<string, [min: number, max: number]> = {
+  maxPacketSize: [16, 268_435_460],
+  receiveMaximum: [1, 65535],
+  maxInflight: [1, 65535],
+  topicAliasMaximum: [0, 65535],
+  maxKeepAlive: [0, 65535],
+  maxQoS: [0, 2],
+  maxSessionExpiry: [0, 0xffffffff],
+  persistentSessionExpiry: [0, 0xffffffff],
+  maxQueuedMessages: [0, Number.MAX_SAFE_INTEGER],
+  maxQueuedBytes: [0, Number.MAX_SAFE_INTEGER],
+  maxWriteBuffer: [1024, Number.MAX_SAFE_INTEGER],
+  connectTimeout: [1, 3600],
+  maxClientIdLength: [1, 65535],
+  maxSubscriptionsPerSession: [1, Number.MAX_SAFE_INTEGER],
+};
+const BOOL_LIMITS = new Set([
+  'retainAvailable',
+  'wildcardSubscriptions',
+  'subscriptionIdentifiers',
+  'sharedSubscriptions',
+  'allowZeroLengthClientId',
+  'queueQos0',
+]);
+
+export function resolveLimits(partial: unknown): Limits {
+  const limits: Limits = { ...DEFAULT_LIMITS };
+  if (partial === undefined) return limits;
+  if (partial === null || typeof partial !== 'object') throw optionError('limits', 'must be an object');
+  for (const [key, value] of Object.entries(partial)) {
+    if (value === undefined) continue;
+    const range = INT_LIMITS[key];
+    if (range) {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < range[0] || value > range[1]) {
+        throw optionError(`limits.${key}`, `must be an integer from ${range[0]} to ${range[1]}, got ${JSON.stringify(value)}`);
+      }
+    } else if (BOOL_LIMITS.has(key)) {
+      if (typeof value !== 'boolean') throw optionError(`limits.${key}`, `must be true or false, got ${JSON.stringify(value)}`);
+    } else {
+      throw optionError(`limits.${key}`, `unknown limit; known limits are ${Object.keys(DEFAULT_LIMITS).join(', ')}`);
+    }
+    (limits as unknown as Record<string, unknown>)[key] = value;
+  }
+  return limits;
+}
+
+export interface ResolvedOptions {
+  listeners: Required<ListenerOptions>[];
+  store: StoreOption;
+  limits: Limits;
+  hooks: Hooks;
+  authMethods: Record<string, AuthMethod>;
+  responseInformation: string | undefined;
+  closeTimeout: number;
+  logLevel: LogLevel;
+  logger: Logger | undefined;
+}
+
+const OPTION_KEYS = new Set([
+  'listeners', 'store', 'limits', 'hooks', 'authMethods', 'responseInformation', 'closeTimeout', 'logLevel', 'logger',
+]);
+
+export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw optionError('options', 'must be an object');
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) throw optionError(key, `unknown option; known options are ${[...OPTION_KEYS].join(', ')}`);
+  }
+  const listeners = (options.listeners ?? [{ port: 1883 }]).map((l, i) => {
+    if (l === null || typeof l !== 'object') throw optionError(`listeners[${i}]`, 'must be an object');
+    const port = l.port ?? 1883;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw optionError(`listeners[${i}].port`, `must be an integer from 0 to 65535, got ${JSON.stringify(l.port)}`);
+    }
+    if (l.host !== undefined && (typeof l.host !== 'string' || l.host === '')) {
+      throw optionError(`listeners[${i}].host`, 'must be a non-empty string');
+    }
+    return { port, host: l.host ?? '' };
+  });
+  const store = options.store ?? { type: 'sqlite', dataDir: './data' };
+  if (typeof store !== 'object' || store === null) throw optionError('store', "must be { type: 'memory' }, { type: 'sqlite', dataDir } or a Store");
+  if ('type' in store) {
+    if (store.type === 'sqlite') {
+      if (typeof store.dataDir !== 'string' || store.dataDir === '') throw optionError('store.dataDir', 'must be a non-empty path');
+      if (store.durability !== undefined && store.durability !== 'process' && store.durability !== 'power') {
+        throw optionError('store.durability', `must be 'process' or 'power', got ${JSON.stringify(store.durability)}`);
+      }
+    } else if (store.type !== 'memory') {
+      throw optionError('store.type', `must be 'memory' or 'sqlite', got ${JSON.stringify((store as { type: unknown }).type)}`);
+    }
+  } else if (typeof (store as Store).open !== 'function' || typeof (store as Store).commit !== 'function') {
+    throw optionError('store', 'a custom store must implement the Store interface');
+  }
+  const authMethods = options.authMethods ?? {};
+  for (const [name, fn] of Object.entries(authMethods)) {
+    if (typeof fn !== 'function') throw optionError(`authMethods.${name}`, 'must be a function');
+  }
+  const closeTimeout = options.closeTimeout ?? 5;
+  if (typeof closeTimeout !== 'number' || !(closeTimeout >= 0)) throw optionError('closeTimeout', 'must be a number of seconds >= 0');
+  const logLevel = options.logLevel ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw optionError('logLevel', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  if (options.responseInformation !== undefined && typeof options.responseInformation !== 'string') {
+    throw optionError('responseInformation', 'must be a string');
+  }
+  return {
+    listeners,
+    store,
+    limits: resolveLimits(options.limits),
+    hooks: validateHooks(options.hooks),
+    authMethods,
+    responseInformation: options.responseInformation,
+    closeTimeout,
+    logLevel,
+    logger: options.logger,
+  };
+}

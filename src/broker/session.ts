@@ -1,0 +1,413 @@
+// A session: what the broker keeps for one client id across connections —
+// subscriptions, the outbound queue and in-flight window, inbound QoS 2 packet
+// ids, the will. A persistent session (expiry > 0) writes every QoS 1/2
+// delivery to the store; its heap holds only a bounded window of the queue,
+// and nothing at all while the client is offline: the rest is read back from
+// the store, in order, when there is room.
+
+import type { ProtocolVersion, QoS } from '../protocol/packets.js';
+import { QueueState } from '../store/types.js';
+import type { QueueEntry, StoredWill } from '../store/types.js';
+import type { Broker } from './broker.js';
+import type { Client } from './client.js';
+import { Message } from './message.js';
+import type { Recipient, SharedGroup, Subscription } from './topic-tree.js';
+import type { SubscriptionRecord } from '../store/types.js';
+
+export function subscriptionRecord(sub: Subscription): SubscriptionRecord {
+  const r: SubscriptionRecord = {
+    filter: sub.filter,
+    qos: sub.qos,
+    noLocal: sub.noLocal,
+    retainAsPublished: sub.retainAsPublished,
+    retainHandling: sub.retainHandling,
+  };
+  if (sub.subscriptionId !== undefined) r.subscriptionId = sub.subscriptionId;
+  return r;
+}
+
+/** One QoS 1/2 (or queued QoS 0) delivery to this session. */
+export class OutEntry implements QueueEntry {
+  seq: number;
+  message: Message;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[] | undefined;
+  state: QueueState;
+  /** The shared group it came through, if any (heap only: not persisted). */
+  group: SharedGroup | null;
+  constructor(seq: number, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | undefined, state: QueueState, group: SharedGroup | null) {
+    this.seq = seq;
+    this.message = message;
+    this.qos = qos;
+    this.retain = retain;
+    this.subscriptionIds = subscriptionIds;
+    this.state = state;
+    this.group = group;
+  }
+}
+
+/** Packet identifiers follow the sequence, so a restarted broker re-sends with the same id [MQTT-4.3.3-?]. */
+export function packetIdOf(seq: number): number {
+  return ((seq - 1) % 65535) + 1;
+}
+
+/** Entries kept in the heap per session before the rest is left in the store. */
+const HEAP_QUEUE = 1000;
+/** Entries read from the store at a time. */
+const REFILL_BATCH = 500;
+
+export class Session implements Recipient {
+  readonly id: string;
+  protocolVersion: ProtocolVersion;
+  /** Session Expiry Interval, seconds. 0: the session ends with the connection. */
+  expiryInterval: number;
+  client: Client | null = null;
+  readonly subscriptions = new Map<string, Subscription>();
+  /** Will waiting for its delay (or for the session's end) after the connection went away. */
+  pendingWill: StoredWill | null = null;
+  willTimer: NodeJS.Timeout | null = null;
+  expiryTimer: NodeJS.Timeout | null = null;
+  /** When the client went away (ms), while offline. */
+  disconnectedAt: number | null = null;
+  ended = false;
+  /** The store has a record of this session (it was persistent at some point and has not been deleted). */
+  stored = false;
+
+  // ---- outbound ----
+  /** Last sequence number assigned. */
+  nextSeq = 0;
+  /** Entries with seq <= sentSeq have been sent at least once. */
+  sentSeq = 0;
+  private inflight: Map<number, OutEntry> | null = null;
+  private queue: OutEntry[] = [];
+  private qhead = 0;
+  /** When > 0, entries with seq >= spillSeq are in the store only (persistent sessions). */
+  private spillSeq = 0;
+  private refilling = false;
+  private deliveredWhileRefilling = false;
+  /** All QoS 1/2 entries of this session (heap + store) and their payload bytes, for the limits. */
+  queuedCount = 0;
+  queuedBytes = 0;
+
+  // ---- inbound ----
+  inboundQos2: Set<number> | null = null;
+
+  constructor(
+    readonly broker: Broker,
+    id: string,
+    protocolVersion: ProtocolVersion,
+    expiryInterval: number,
+  ) {
+    this.id = id;
+    this.protocolVersion = protocolVersion;
+    this.expiryInterval = expiryInterval;
+  }
+
+  get persistent(): boolean {
+    return this.expiryInterval > 0;
+  }
+
+  get online(): boolean {
+    return this.client !== null;
+  }
+
+  get inflightCount(): number {
+    return this.inflight === null ? 0 : this.inflight.size;
+  }
+
+  get heapQueueLength(): number {
+    return this.queue.length - this.qhead;
+  }
+
+  hasRoom(): boolean {
+    const c = this.client;
+    return c !== null && c.canSend() && this.heapQueueLength === 0 && this.spillSeq === 0 && this.inflightCount < c.window;
+  }
+
+  /** Restore the outbound position of a session loaded from the store. */
+  restoreQueue(count: number, bytes: number, lastSeq: number, sentSeq: number): void {
+    this.queuedCount = count;
+    this.queuedBytes = bytes;
+    this.nextSeq = lastSeq;
+    this.sentSeq = sentSeq;
+    if (count > 0) this.spillSeq = 1;
+  }
+
+  /**
+   * The session became persistent while live (a takeover with a longer expiry): write what only the heap
+   * had — subscriptions, inbound QoS 2 ids, the queue — so that the store holds all of it from now on.
+   */
+  persistAll(): void {
+    const store = this.broker.store;
+    for (const sub of this.subscriptions.values()) store.putSubscription(this.id, subscriptionRecord(sub));
+    if (this.inboundQos2 !== null) for (const pid of this.inboundQos2) store.addInboundQos2(this.id, pid);
+    const entries: OutEntry[] = [];
+    if (this.inflight !== null) entries.push(...this.inflight.values());
+    for (let i = this.qhead; i < this.queue.length; i++) entries.push(this.queue[i]!);
+    entries.sort((a, b) => a.seq - b.seq);
+    for (const e of entries) {
+      store.enqueue(this.id, e);
+      if (e.state === QueueState.Released) store.markReleased(this.id, e.seq);
+    }
+    if (this.sentSeq > 0) store.markSent(this.id, this.sentSeq);
+    this.broker.committer.touch();
+  }
+
+  // ---- delivery ----
+
+  deliver(msg: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, group: SharedGroup | null): void {
+    const broker = this.broker;
+    if (qos === 0) {
+      const c = this.client;
+      if (c !== null) {
+        if (c.canSend()) c.sendPublish(msg, 0, retain, subIds, 0, false);
+        else broker.stats.droppedQos0++;
+        return;
+      }
+      if (!this.persistent || !broker.limits.queueQos0) {
+        broker.stats.droppedQos0++;
+        return;
+      }
+    }
+    const limits = broker.limits;
+    const len = msg.payload.length;
+    if (this.queuedCount >= limits.maxQueuedMessages || this.queuedBytes + len > limits.maxQueuedBytes) {
+      broker.stats.droppedQueueFull++;
+      return;
+    }
+    const entry = new OutEntry(++this.nextSeq, msg, qos, retain, subIds as number[] | undefined, QueueState.Pending, group);
+    this.queuedCount++;
+    this.queuedBytes += len;
+    if (this.persistent) {
+      broker.store.enqueue(this.id, entry);
+      broker.committer.touch();
+    }
+    if (this.spillSeq !== 0) {
+      // Older entries wait in the store: keep the order.
+      if (this.refilling) this.deliveredWhileRefilling = true;
+      return;
+    }
+    const c = this.client;
+    if (c !== null) {
+      if (this.heapQueueLength === 0 && this.trySend(entry, c)) return;
+      if (this.persistent && this.heapQueueLength >= HEAP_QUEUE) {
+        this.spillSeq = entry.seq;
+        return;
+      }
+      this.queue.push(entry);
+    } else if (this.persistent) {
+      // Offline persistent session: the store has it; nothing in the heap.
+      this.spillSeq = entry.seq;
+    } else {
+      // Not attached yet (CONNACK waiting for the store) or about to end: the heap, bounded by the limits.
+      this.queue.push(entry);
+    }
+  }
+
+  /** Send an entry now if the window and the socket allow it. */
+  private trySend(entry: OutEntry, c: Client): boolean {
+    if (!c.canSend()) return false;
+    if (entry.qos === 0) {
+      // A QoS 0 message queued while offline (queueQos0): sent once, then gone.
+      if (!entry.message.isExpired(Date.now())) c.sendPublish(entry.message, 0, entry.retain, entry.subscriptionIds, 0, false);
+      this.forget(entry);
+      return true;
+    }
+    const inflight = (this.inflight ??= new Map());
+    if (inflight.size >= c.window) return false;
+    const pid = packetIdOf(entry.seq);
+    // Ids follow the sequence: if the entry 65535 places back is still unacknowledged, wait for it.
+    if (inflight.has(pid)) return false;
+    if (entry.state === QueueState.Released) {
+      // QoS 2 with PUBREC already received: only the PUBREL is re-sent [MQTT-4.4.0-1].
+      inflight.set(pid, entry);
+      c.sendPubrel(pid);
+      return true;
+    }
+    const now = Date.now();
+    if (entry.message.isExpired(now)) {
+      // Expired messages are not delivered [MQTT-3.3.2-5].
+      this.broker.stats.expired++;
+      this.forget(entry);
+      return true;
+    }
+    inflight.set(pid, entry);
+    const dup = entry.seq <= this.sentSeq;
+    if (!c.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, pid, dup)) {
+      // Too large for the client's Maximum Packet Size: discarded as if delivered [MQTT-3.1.2-25].
+      inflight.delete(pid);
+      this.forget(entry);
+      return true;
+    }
+    if (entry.seq > this.sentSeq) {
+      this.sentSeq = entry.seq;
+      if (this.persistent) {
+        this.broker.store.markSent(this.id, entry.seq);
+        this.broker.committer.touch();
+      }
+    }
+    return true;
+  }
+
+  /** Remove an entry for good: acknowledged, expired or discarded. */
+  private forget(entry: OutEntry): void {
+    this.queuedCount--;
+    this.queuedBytes -= entry.message.payload.length;
+    if (this.persistent) {
+      this.broker.store.dequeue(this.id, entry.seq);
+      this.broker.committer.touch();
+    }
+  }
+
+  /** Send what the window, the socket and the order allow. */
+  pump(): void {
+    const c = this.client;
+    if (c === null) return;
+    const q = this.queue;
+    while (this.qhead < q.length) {
+      if (!this.trySend(q[this.qhead]!, c)) return;
+      q[this.qhead++] = undefined as unknown as OutEntry;
+    }
+    // heap queue empty
+    this.queue = [];
+    this.qhead = 0;
+    if (this.spillSeq !== 0) this.refill();
+  }
+
+  private refill(): void {
+    if (this.refilling || this.client === null) return;
+    this.refilling = true;
+    this.deliveredWhileRefilling = false;
+    const from = this.spillSeq;
+    this.broker.store.readQueue(this.id, from, REFILL_BATCH).then(
+      (entries) => {
+        this.refilling = false;
+        if (this.ended || this.spillSeq !== from) return;
+        for (const e of entries) {
+          if (e.seq < this.spillSeq) continue;
+          this.queue.push(new OutEntry(e.seq, Message.fromStored(e.message), e.qos, e.retain, e.subscriptionIds, e.state, null));
+          this.spillSeq = e.seq + 1;
+        }
+        // Caught up with the store: new entries may live in the heap again. A delivery made while an
+        // asynchronous read was under way may not be in what it returned: read once more then.
+        if (this.spillSeq > this.nextSeq || (entries.length < REFILL_BATCH && !this.deliveredWhileRefilling)) this.spillSeq = 0;
+        this.pump();
+      },
+      (err: unknown) => {
+        this.refilling = false;
+        this.broker.fatal(err);
+      },
+    );
+  }
+
+  // ---- acknowledgements from the client ----
+
+  onPuback(pid: number): void {
+    const e = this.inflight?.get(pid);
+    if (e === undefined || e.qos !== 1) return; // unknown id: nothing to do
+    this.inflight!.delete(pid);
+    this.forget(e);
+    this.pump();
+  }
+
+  /** Returns false when the packet id is unknown (v5: PUBREL with 0x92). */
+  onPubrec(pid: number, reasonCode: number): boolean {
+    const e = this.inflight?.get(pid);
+    if (e === undefined || e.qos !== 2) return false;
+    if (reasonCode >= 0x80) {
+      // The receiver refused it: the flow ends here [MQTT-4.3.3-?].
+      this.inflight!.delete(pid);
+      this.forget(e);
+      this.pump();
+      return true;
+    }
+    if (e.state !== QueueState.Released) {
+      e.state = QueueState.Released;
+      if (this.persistent) {
+        this.broker.store.markReleased(this.id, e.seq);
+        this.broker.committer.touch();
+      }
+    }
+    return true;
+  }
+
+  onPubcomp(pid: number): void {
+    const e = this.inflight?.get(pid);
+    if (e === undefined || e.state !== QueueState.Released) return;
+    this.inflight!.delete(pid);
+    this.forget(e);
+    this.pump();
+  }
+
+  // ---- connection changes ----
+
+  /**
+   * A client connected to this session: what was in flight is re-sent first, in order, with DUP (PUBREL for
+   * QoS 2 messages already PUBRECed), then the queue [MQTT-4.4.0-1]. detach() left every unacknowledged entry
+   * in the queue (non-persistent) or in the store (persistent), both in sequence order.
+   */
+  attach(client: Client): void {
+    this.client = client;
+    this.disconnectedAt = null;
+    this.pump();
+  }
+
+  /**
+   * The connection went away. Shared-subscription messages not yet acknowledged go to another member
+   * of their group. A persistent session then drops its heap copy (the store has everything).
+   */
+  detach(): void {
+    this.client = null;
+    const redistribute: OutEntry[] = [];
+    const keep: OutEntry[] = [];
+    if (this.inflight !== null) {
+      for (const e of this.inflight.values()) {
+        if (e.group !== null && e.state !== QueueState.Released) redistribute.push(e);
+        else keep.push(e);
+      }
+      this.inflight = null;
+    }
+    for (let i = this.qhead; i < this.queue.length; i++) {
+      const e = this.queue[i]!;
+      if (e.group !== null) redistribute.push(e);
+      else keep.push(e);
+    }
+    this.queue = [];
+    this.qhead = 0;
+    for (const e of redistribute) {
+      const other = e.group!.pick(this);
+      if (other === null) {
+        keep.push(e);
+        continue;
+      }
+      this.forget(e);
+      this.broker.stats.sharedRedelivered++;
+      other.recipient.deliver(e.message, e.qos < other.qos ? e.qos : other.qos, e.retain, other.subIds, e.group);
+    }
+    if (this.persistent) {
+      let min = this.spillSeq === 0 ? Infinity : this.spillSeq;
+      for (const e of keep) if (e.seq < min) min = e.seq;
+      this.spillSeq = min === Infinity ? 0 : min;
+    } else if (keep.length > 0) {
+      // Only possible while a non-persistent session waits to be ended; keep order for the record.
+      keep.sort((a, b) => a.seq - b.seq);
+      this.queue = keep;
+    }
+  }
+
+  /** The session ends: drop everything, give shared messages to another member. */
+  end(): void {
+    if (this.client !== null) this.detach();
+    this.ended = true;
+    this.inflight = null;
+    this.queue = [];
+    this.qhead = 0;
+    this.spillSeq = 0;
+    this.queuedCount = 0;
+    this.queuedBytes = 0;
+    if (this.willTimer) clearTimeout(this.willTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.willTimer = this.expiryTimer = null;
+  }
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// The `petrel` command. Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM),
+// 1 when the broker cannot start or fails, 2 for a bad flag or config value.
+
+import { readFileSync } from 'node:fs';
+import { createBroker, PetrelError } from '../index.js';
+import { StoreError } from '../store/types.js';
+import { ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = loadConfig(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`petrel: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (config.help) {
+    process.stdout.write(helpText());
+    return 0;
+  }
+  if (config.version) {
+    process.stdout.write(`petrel ${version()}\n`);
+    return 0;
+  }
+  let broker;
+  try {
+    broker = await createBroker(toBrokerOptions(config));
+  } catch (err) {
+    if (err instanceof PetrelError && err.code === 'PETREL_ERR_OPTION') {
+      process.stderr.write(`petrel: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof StoreError) {
+      process.stderr.write(`petrel: cannot open the store: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  let stopping = false;
+  const done = new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      if (stopping) {
+        process.stderr.write(`petrel: ${signal} again, exiting now\n`);
+        process.exit(1);
+      }
+      stopping = true;
+      process.stderr.write(`petrel: ${signal}, shutting down\n`);
+      broker.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          process.stderr.write(`petrel: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    broker.onFatal((err) => {
+      process.stderr.write(`petrel: fatal: ${err instanceof Error ? err.message : String(err)}\n`);
+      resolve(1);
+    });
+  });
+  try {
+    await broker.listen();
+  } catch (err) {
+    process.stderr.write(`petrel: ${err instanceof Error ? err.message : String(err)}\n`);
+    await broker.close();
+    return 1;
+  }
+  return done;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+    // Timers and sockets are closed; exit promptly even if something lingers.
+    setTimeout(() => process.exit(code), 100).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`petrel: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,66 @@
+// TCP listeners (IPv4 and IPv6; several at once). A listener hands each new
+// socket to the broker and knows nothing else.
+
+import net from 'node:net';
+
+export interface BoundAddress {
+  transport: 'tcp';
+  host: string;
+  port: number;
+  family: 'IPv4' | 'IPv6';
+}
+
+export interface TcpListener {
+  readonly address: BoundAddress;
+  /** Stop accepting; existing connections stay. */
+  close(): Promise<void>;
+}
+
+export function remoteAddressOf(socket: net.Socket): string {
+  let a = socket.remoteAddress ?? 'unknown';
+  if (a.startsWith('::ffff:')) a = a.slice(7);
+  return a.includes(':') ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
+}
+
+/**
+ * Listen on host:port. An empty host means every address: '::' with dual stack where the system has IPv6,
+ * else '0.0.0.0'.
+ */
+export async function listenTcp(host: string, port: number, onSocket: (socket: net.Socket) => void): Promise<TcpListener> {
+  const server = net.createServer({ noDelay: true, pauseOnConnect: false }, onSocket);
+  server.maxConnections = Infinity;
+  const tryListen = (h: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const onError = (err: Error): void => {
+        server.off('listening', onListening);
+        reject(err);
+      };
+      const onListening = (): void => {
+        server.off('error', onError);
+        resolve();
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen({ host: h, port, ipv6Only: false, backlog: 4096 });
+    });
+  if (host === '') {
+    try {
+      await tryListen('::');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL' && code !== 'EINVAL') throw err;
+      await tryListen('0.0.0.0');
+    }
+  } else {
+    await tryListen(host);
+  }
+  server.on('error', () => {
+    // accept errors (EMFILE and the like) must not bring the broker down
+  });
+  const a = server.address() as net.AddressInfo;
+  const address: BoundAddress = { transport: 'tcp', host: a.address, port: a.port, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4' };
+  return {
+    address,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
