@@ -3,6 +3,7 @@
 // store, listen, close gracefully).
 
 import type net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Properties, ProtocolVersion, QoS, SubscriptionRequest, WillMessage } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
 import { parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
@@ -204,12 +205,12 @@ export class Broker {
       socket.destroy();
       return;
     }
-    this.acceptConnection(socket, remoteAddressOf(socket));
+    this.acceptConnection(socket, remoteAddressOf);
   }
 
-  acceptConnection(socket: import('node:stream').Duplex, remoteAddress: string): Client {
+  acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string): Client {
     this.stats.connectionsOpened++;
-    const conn = new Connection(socket, remoteAddress, NULL_HANDLER, this.limits.maxWriteBuffer);
+    const conn = new Connection(socket, addressOf, NULL_HANDLER, this.limits.maxWriteBuffer);
     const client = new Client(this, conn);
     this.clients.add(client);
     return client;

@@ -89,10 +89,7 @@ export class Client implements ConnectionHandler, AckSink {
     conn.handler = this;
     this.window = broker.limits.maxInflight;
     this.openedAt = this.lastSeen = Date.now();
-    const d = new Decoder({ maxPacketSize: broker.limits.maxPacketSize, side: 'server' });
-    d.onPacket = (p: Packet) => this.onPacket(p);
-    d.onError = (e: ProtocolError) => this.onProtocolError(e);
-    this.decoder = d;
+    this.decoder = new ClientDecoder(this, broker.limits.maxPacketSize);
   }
 
   get info(): ClientInfo {
@@ -113,7 +110,7 @@ export class Client implements ConnectionHandler, AckSink {
     this.decoder.push(chunk);
   }
 
-  private onPacket(p: Packet): void {
+  onPacket(p: Packet): void {
     if (this.state === ClientState.Closed) return;
     if (this.busy) {
       const b = (this.backlog ??= []);
@@ -201,7 +198,7 @@ export class Client implements ConnectionHandler, AckSink {
     }
   }
 
-  private onProtocolError(e: ProtocolError): void {
+  onProtocolError(e: ProtocolError): void {
     this.broker.stats.protocolErrors++;
     if (this.state === ClientState.New && e.protocolVersion !== undefined) {
       // The CONNECT was bad but its protocol level was read: answer in a form that level understands.
@@ -379,3 +376,21 @@ export class Client implements ConnectionHandler, AckSink {
 }
 
 const PINGRESP = Buffer.from([0xd0, 0x00]);
+
+/** A decoder that knows its client: its callbacks are shared functions, not closures per connection. */
+class ClientDecoder extends Decoder {
+  constructor(
+    readonly owner: Client,
+    maxPacketSize: number,
+  ) {
+    super({ maxPacketSize, side: 'server' });
+    this.onPacket = onDecodedPacket;
+    this.onError = onDecodeError;
+  }
+}
+function onDecodedPacket(this: Decoder, p: Packet): void {
+  (this as ClientDecoder).owner.onPacket(p);
+}
+function onDecodeError(this: Decoder, e: ProtocolError): void {
+  (this as ClientDecoder).owner.onProtocolError(e);
+}

@@ -63,7 +63,7 @@ export class Session implements Recipient {
   /** Session Expiry Interval, seconds. 0: the session ends with the connection. */
   expiryInterval: number;
   client: Client | null = null;
-  readonly subscriptions = new Map<string, Subscription>();
+  private subs: Map<string, Subscription> | null = null;
   /** Will waiting for its delay (or for the session's end) after the connection went away. */
   pendingWill: StoredWill | null = null;
   willTimer: NodeJS.Timeout | null = null;
@@ -102,6 +102,11 @@ export class Session implements Recipient {
     this.id = id;
     this.protocolVersion = protocolVersion;
     this.expiryInterval = expiryInterval;
+  }
+
+  /** Subscriptions by filter (allocated on first use: an idle connection keeps no map). */
+  get subscriptions(): Map<string, Subscription> {
+    return (this.subs ??= new Map());
   }
 
   get persistent(): boolean {

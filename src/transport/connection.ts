@@ -42,7 +42,8 @@ function onSocketError(this: Duplex & { petrel?: Connection }): void {
 
 export class Connection {
   handler: ConnectionHandler;
-  readonly remoteAddress: string;
+  private address: string | undefined = undefined;
+  private readonly addressOf: (socket: Duplex) => string;
   private readonly socket: Duplex & { petrel?: Connection; writableLength: number };
   private chunk: Buffer | null = null;
   private off = 0;
@@ -60,16 +61,21 @@ export class Connection {
   /** Bytes handed to the socket in total. */
   bytesOut = 0;
 
-  constructor(socket: Duplex, remoteAddress: string, handler: ConnectionHandler, limit: number) {
+  /** addressOf names the peer (e.g. '10.0.0.7:51234'); asked only when someone wants it. */
+  constructor(socket: Duplex, addressOf: (socket: Duplex) => string, handler: ConnectionHandler, limit: number) {
     this.socket = socket as Duplex & { petrel?: Connection; writableLength: number };
     this.limit = limit;
-    this.remoteAddress = remoteAddress;
+    this.addressOf = addressOf;
     this.handler = handler;
     this.socket.petrel = this;
     socket.on('data', onSocketData);
     socket.on('drain', onSocketDrain);
     socket.on('close', onSocketClose);
     socket.on('error', onSocketError);
+  }
+
+  get remoteAddress(): string {
+    return (this.address ??= this.addressOf(this.socket));
   }
 
   /** Bytes waiting to be sent (ours and the socket's). */

@@ -16,7 +16,8 @@ export interface TcpListener {
   close(): Promise<void>;
 }
 
-export function remoteAddressOf(socket: net.Socket): string {
+export function remoteAddressOf(socket: net.Socket | import('node:stream').Duplex): string {
+  if (!(socket instanceof net.Socket)) return 'unknown';
   let a = socket.remoteAddress ?? 'unknown';
   if (a.startsWith('::ffff:')) a = a.slice(7);
   return a.includes(':') ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
