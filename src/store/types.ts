@@ -12,6 +12,12 @@
 // same entry within one batch, as long as the result is the same.
 //
 // Reads (open, readQueue) see every write made before them, committed or not.
+//
+// Writes that add to a session (putSubscription, enqueue, addInboundQos2)
+// throw if there is no session record for the client id (putSession first: a
+// bug in the caller). Updates and deletions of what does not exist (a session,
+// subscription, entry or packet id) are ignored. A store may keep the objects
+// it is given (messages, entries) until they are written: do not change them.
 
 import type { Properties, ProtocolVersion, QoS } from '../protocol/packets.js';
 
@@ -138,7 +144,7 @@ export interface Store {
 
   /** Queue a message for a session (entry.state is Pending). */
   enqueue(clientId: string, entry: QueueEntry): void;
-  /** Record that entries up to and including seq have been sent at least once. */
+  /** Record that entries up to and including seq have been sent at least once. sentSeq never decreases (a lower seq is ignored). */
   markSent(clientId: string, seq: number): void;
   /** QoS 2: PUBREC received for this entry. */
   markReleased(clientId: string, seq: number): void;

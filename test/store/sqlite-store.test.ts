@@ -1,0 +1,528 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, describe, it } from 'node:test';
+import type BetterSqlite3 from 'better-sqlite3';
+import { createStore, SCHEMA_VERSION } from '../../src/store/index.js';
+import { APPLICATION_ID, migrate, MIGRATIONS, readVersion, type Migration } from '../../src/store/migrations.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { QueueState, StoreError, type StoredMessage } from '../../src/store/types.js';
+import { storeContract } from './contract.js';
+import { crashPayload } from './crash-child.js';
+
+const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'petrel-sqlite-test-'));
+  dirs.push(d);
+  return d;
+}
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+storeContract('sqlite', async () => {
+  const dir = tempDir();
+  return {
+    store: new SqliteStore({ dataDir: dir }),
+    reopen: async () => new SqliteStore({ dataDir: dir }),
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+});
+
+function session(clientId: string) {
+  return { clientId, protocolVersion: 5 as const, expiryInterval: 3600, disconnectedAt: null, will: null };
+}
+
+function isStoreError(code: StoreError['code'], pathPart?: string) {
+  return (err: unknown): boolean => {
+    assert.ok(err instanceof StoreError, `a StoreError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    if (pathPart !== undefined) assert.ok(err.message.includes(pathPart), `message names the file: ${err.message}`);
+    return true;
+  };
+}
+
+/** Reference counts and queue statistics agree with the rows (checked on a closed store's file). */
+function checkIntegrity(file: string): void {
+  const db = new Database(file, { readonly: true });
+  try {
+    // Aggregates joined (not correlated subqueries: the queue has no index on message_id).
+    const badRefs = db
+      .prepare(
+        'WITH r AS (SELECT message_id AS id, count(*) AS n FROM (SELECT message_id FROM queue UNION ALL SELECT message_id FROM retained) GROUP BY message_id) ' +
+          'SELECT count(*) FROM messages m LEFT JOIN r ON r.id = m.id WHERE m.refs != coalesce(r.n, 0)',
+      )
+      .pluck()
+      .get();
+    assert.equal(badRefs, 0, 'messages.refs = number of queue and retained rows');
+    assert.equal(db.prepare('SELECT count(*) FROM messages WHERE refs <= 0').pluck().get(), 0, 'no unreferenced message');
+    assert.equal(
+      db.prepare('SELECT count(*) FROM queue q LEFT JOIN messages m ON m.id = q.message_id WHERE m.id IS NULL').pluck().get(),
+      0,
+      'no queue row without its message',
+    );
+    assert.equal(
+      db.prepare('SELECT count(*) FROM retained r LEFT JOIN messages m ON m.id = r.message_id WHERE m.id IS NULL').pluck().get(),
+      0,
+      'no retained row without its message',
+    );
+    const badStats = db
+      .prepare(
+        'WITH q AS (SELECT sid, count(*) AS n, sum(size) AS bytes FROM queue GROUP BY sid) ' +
+          'SELECT count(*) FROM sessions s LEFT JOIN q ON q.sid = s.sid WHERE s.queue_count != coalesce(q.n, 0) OR s.queue_bytes != coalesce(q.bytes, 0)',
+      )
+      .pluck()
+      .get();
+    assert.equal(badStats, 0, 'sessions.queue_count/queue_bytes match the queue');
+    for (const t of ['queue', 'subscriptions', 'inbound_qos2']) {
+      assert.equal(db.prepare(`SELECT count(*) FROM ${t} x WHERE x.sid NOT IN (SELECT sid FROM sessions)`).pluck().get(), 0, `no ${t} rows of deleted sessions`);
+    }
+    assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+  } finally {
+    db.close();
+  }
+}
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('SqliteStore', () => {
+  it('is durable, is created by createStore, creates dataDir', async () => {
+    const dir = join(tempDir(), 'nested', 'data');
+    const s = createStore({ type: 'sqlite', dataDir: dir });
+    assert.ok(s instanceof SqliteStore);
+    assert.equal(s.kind, 'sqlite');
+    assert.equal(s.durable, true);
+    await s.open();
+    assert.ok(existsSync(join(dir, 'petrel.db')));
+    await s.close();
+    const named = new SqliteStore({ dataDir: dir, fileName: 'other.db' });
+    await named.open();
+    await named.close();
+    assert.ok(existsSync(join(dir, 'other.db')));
+    assert.throws(() => new SqliteStore({ dataDir: dir, durability: 'disk' as 'power' }), TypeError);
+  });
+
+  it('runs in WAL mode; durability chooses synchronous NORMAL or FULL', async () => {
+    const dir = tempDir();
+    const p = new SqliteStore({ dataDir: dir });
+    await p.open();
+    let d = p.diagnostics();
+    assert.equal(d.journalMode, 'wal');
+    assert.equal(d.synchronous, 1, 'process: NORMAL');
+    assert.equal(d.lockingMode, 'exclusive');
+    assert.equal(d.schemaVersion, SCHEMA_VERSION);
+    await p.close();
+    const f = new SqliteStore({ dataDir: dir, durability: 'power' });
+    await f.open();
+    d = f.diagnostics();
+    assert.equal(d.journalMode, 'wal');
+    assert.equal(d.synchronous, 2, 'power: FULL');
+    await f.close();
+    assert.ok(!existsSync(join(dir, 'petrel.db-wal')), 'no WAL file left after a clean close');
+    // WAL mode is recorded in the file.
+    const raw = new Database(join(dir, 'petrel.db'), { readonly: true });
+    assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+    assert.equal(raw.pragma('application_id', { simple: true }), APPLICATION_ID);
+    raw.close();
+  });
+
+  it('refuses a garbage file with UNREADABLE and leaves it untouched', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'petrel.db');
+    const garbage = Buffer.alloc(8192);
+    const r = rng(1);
+    for (let i = 0; i < garbage.length; i++) garbage[i] = Math.floor(r() * 256);
+    writeFileSync(file, garbage);
+    await assert.rejects(new SqliteStore({ dataDir: dir }).open(), isStoreError('PETREL_ERR_STORE_UNREADABLE', file));
+    assert.ok(readFileSync(file).equals(garbage), 'file bytes unchanged');
+    assert.deepEqual(readdirSync(dir), ['petrel.db'], 'no -wal, -shm or -journal created');
+    // Short garbage and text, too.
+    writeFileSync(file, 'hello');
+    await assert.rejects(new SqliteStore({ dataDir: dir }).open(), isStoreError('PETREL_ERR_STORE_UNREADABLE', file));
+    assert.equal(readFileSync(file, 'utf8'), 'hello');
+  });
+
+  it('refuses an SQLite database of another application and leaves it untouched', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'petrel.db');
+    const other = new Database(file);
+    other.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO notes (text) VALUES (\'keep me\')');
+    other.close();
+    const before = readFileSync(file);
+    await assert.rejects(new SqliteStore({ dataDir: dir }).open(), isStoreError('PETREL_ERR_STORE_UNREADABLE', file));
+    assert.ok(readFileSync(file).equals(before));
+    assert.deepEqual(readdirSync(dir), ['petrel.db']);
+    // Marked as another application's (application_id), even if empty.
+    const other2 = new Database(join(dir, 'app.db'));
+    other2.pragma('application_id = 1234');
+    other2.close();
+    const before2 = readFileSync(join(dir, 'app.db'));
+    await assert.rejects(new SqliteStore({ dataDir: dir, fileName: 'app.db' }).open(), isStoreError('PETREL_ERR_STORE_UNREADABLE', 'app.db'));
+    assert.ok(readFileSync(join(dir, 'app.db')).equals(before2));
+  });
+
+  it('refuses a database with a newer schema version with NEWER_VERSION and leaves it untouched', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'petrel.db');
+    // A Petrel database from the future: current schema, version bumped.
+    const s = new SqliteStore({ dataDir: dir });
+    await s.open();
+    s.putSession(session('a'));
+    await s.close();
+    const db = new Database(file);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.pragma('journal_mode = DELETE');
+    db.close();
+    const before = readFileSync(file);
+    await assert.rejects(new SqliteStore({ dataDir: dir }).open(), (err: unknown) => {
+      isStoreError('PETREL_ERR_STORE_NEWER_VERSION', file)(err);
+      assert.match((err as Error).message, new RegExp(`version ${SCHEMA_VERSION + 1}`));
+      return true;
+    });
+    assert.ok(readFileSync(file).equals(before), 'file bytes unchanged');
+    assert.deepEqual(readdirSync(dir), ['petrel.db']);
+  });
+
+  it('refuses a damaged database with UNREADABLE', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'petrel.db');
+    const s = new SqliteStore({ dataDir: dir });
+    await s.open();
+    s.putSession(session('a'));
+    for (let i = 1; i <= 200; i++) s.putSession(session(`client-${i}`));
+    await s.close();
+    const bytes = readFileSync(file);
+    // Keep the header, wreck every page after the first.
+    for (let i = 4096; i < bytes.length; i++) bytes[i] = (i * 7) & 0xff;
+    writeFileSync(file, bytes);
+    await assert.rejects(new SqliteStore({ dataDir: dir }).open(), isStoreError('PETREL_ERR_STORE_UNREADABLE', file));
+  });
+
+  it('refuses a second open of the same file while the first is open', async () => {
+    const dir = tempDir();
+    const first = new SqliteStore({ dataDir: dir });
+    await first.open();
+    first.putSession(session('a'));
+    await first.commit();
+    await assert.rejects(new SqliteStore({ dataDir: dir }).open(), isStoreError('PETREL_ERR_STORE_IO'));
+    await first.close();
+    const again = new SqliteStore({ dataDir: dir });
+    const st = await again.open();
+    assert.equal(st.sessions.length, 1);
+    await again.close();
+  });
+
+  describe('migrations', () => {
+    function stepLog(db: BetterSqlite3.Database): number[] {
+      return (db.prepare('SELECT version FROM step_log ORDER BY rowid').pluck().all() as number[]);
+    }
+    function schemaDump(db: BetterSqlite3.Database): unknown[] {
+      return db.prepare('SELECT type, name, sql FROM sqlite_master ORDER BY name').all();
+    }
+
+    it('numbers steps 1, 2, 3 ... and the newest is SCHEMA_VERSION', () => {
+      MIGRATIONS.forEach((m, i) => assert.equal(m.version, i + 1));
+      assert.equal(SCHEMA_VERSION, MIGRATIONS[MIGRATIONS.length - 1]!.version);
+      const db = new Database(':memory:');
+      assert.throws(() => migrate(db, [MIGRATIONS[0]!, { version: 3, description: 'gap', up() {} }]), /numbered/);
+      db.close();
+    });
+
+    it('opening a current database again is idempotent', async () => {
+      const dir = tempDir();
+      const file = join(dir, 'petrel.db');
+      const s1 = new SqliteStore({ dataDir: dir });
+      await s1.open();
+      s1.putSession(session('a'));
+      await s1.close();
+      let db = new Database(file);
+      const schema = schemaDump(db);
+      assert.deepEqual(migrate(db), { from: SCHEMA_VERSION, to: SCHEMA_VERSION, applied: [] });
+      db.close();
+      const s2 = new SqliteStore({ dataDir: dir });
+      const st = await s2.open();
+      assert.equal(st.sessions.length, 1);
+      await s2.close();
+      db = new Database(file);
+      assert.deepEqual(schemaDump(db), schema);
+      assert.equal(readVersion(db), SCHEMA_VERSION);
+      db.close();
+    });
+
+    it('applies the pending steps in order, in one transaction', () => {
+      const db = new Database(':memory:');
+      const v1 = MIGRATIONS[0]!;
+      // Future steps, as they would be appended to MIGRATIONS.
+      const logged = (version: number, extra?: (d: BetterSqlite3.Database) => void): Migration => ({
+        version,
+        description: `test step ${version}`,
+        up(d) {
+          d.exec('CREATE TABLE IF NOT EXISTS step_log (version INTEGER)');
+          d.prepare('INSERT INTO step_log (version) VALUES (?)').run(version);
+          extra?.(d);
+        },
+      });
+      assert.deepEqual(migrate(db, [v1]), { from: 0, to: 1, applied: [1] });
+      assert.equal(readVersion(db), 1);
+      assert.equal(db.pragma('application_id', { simple: true }), APPLICATION_ID);
+      // v1 -> v3: steps 2 then 3.
+      const v2 = logged(2, (d) => d.exec('ALTER TABLE sessions ADD COLUMN v2_column TEXT'));
+      const v3 = logged(3);
+      assert.deepEqual(migrate(db, [v1, v2, v3]), { from: 1, to: 3, applied: [2, 3] });
+      assert.deepEqual(stepLog(db), [2, 3]);
+      assert.equal(readVersion(db), 3);
+      // Again: nothing to do.
+      assert.deepEqual(migrate(db, [v1, v2, v3]), { from: 3, to: 3, applied: [] });
+      assert.deepEqual(stepLog(db), [2, 3]);
+      // A failing step rolls the whole migration back.
+      const v4 = logged(4);
+      const v5: Migration = { version: 5, description: 'fails', up() { throw new Error('step 5 failed'); } };
+      assert.throws(() => migrate(db, [v1, v2, v3, v4, v5]), /step 5 failed/);
+      assert.equal(readVersion(db), 3);
+      assert.deepEqual(stepLog(db), [2, 3]);
+      // An older build refuses a newer database.
+      assert.throws(() => migrate(db, [v1]), /newer/);
+      db.close();
+    });
+
+    it('the store migrates a database of an older version when it opens it', async () => {
+      // A database at version 0 (empty file) is migrated to SCHEMA_VERSION; with
+      // a version 2 in MIGRATIONS a version-1 file made by migrate(db, [v1]) goes here too.
+      const dir = tempDir();
+      const file = join(dir, 'petrel.db');
+      const db = new Database(file);
+      migrate(db, MIGRATIONS.slice(0, 1));
+      db.close();
+      const s = new SqliteStore({ dataDir: dir });
+      await s.open();
+      assert.equal(s.diagnostics().schemaVersion, SCHEMA_VERSION);
+      await s.close();
+      writeFileSync(join(dir, 'empty.db'), '');
+      const e = new SqliteStore({ dataDir: dir, fileName: 'empty.db' });
+      await e.open();
+      assert.equal(e.diagnostics().schemaVersion, SCHEMA_VERSION);
+      await e.close();
+    });
+  });
+
+  it('keeps reference counts and queue statistics exact, and frees every message', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'petrel.db');
+    const r = rng(99);
+    let store = new SqliteStore({ dataDir: dir });
+    await store.open();
+    const clients = ['a', 'b', 'c'];
+    const live = new Map<string, Set<number>>();
+    const lastSeq = new Map<string, number>();
+    const msgs: StoredMessage[] = [];
+    let nextId = 1;
+    for (let step = 0; step < 5000; step++) {
+      const c = clients[Math.floor(r() * clients.length)]!;
+      if (!live.has(c)) {
+        store.putSession(session(c));
+        live.set(c, new Set());
+        lastSeq.set(c, 0);
+      }
+      const x = r();
+      if (x < 0.45) {
+        const m = msgs.length > 0 && r() < 0.4 ? msgs[Math.floor(r() * msgs.length)]! : { id: nextId++, topic: 't', payload: Buffer.alloc(Math.floor(r() * 100)), qos: 1 as const, retain: false, receivedAt: step };
+        if (m.id === nextId - 1) msgs.push(m);
+        const seq = lastSeq.get(c)! + 1;
+        lastSeq.set(c, seq);
+        store.enqueue(c, { seq, message: m, qos: 1, retain: false, state: QueueState.Pending });
+        live.get(c)!.add(seq);
+      } else if (x < 0.85) {
+        const set = live.get(c)!;
+        const seq = [...set][Math.floor(r() * set.size)] ?? 1;
+        store.dequeue(c, seq);
+        set.delete(seq);
+      } else if (x < 0.88) {
+        store.deleteSession(c);
+        live.delete(c);
+      } else if (x < 0.93 && msgs.length > 0) {
+        store.setRetained(`r/${Math.floor(r() * 3)}`, r() < 0.7 ? msgs[Math.floor(r() * msgs.length)]! : null);
+      } else if (x < 0.98) {
+        await store.commit();
+      } else {
+        await store.close();
+        checkIntegrity(file);
+        store = new SqliteStore({ dataDir: dir });
+        await store.open();
+      }
+    }
+    await store.close();
+    checkIntegrity(file);
+    // Everything gone: no message left.
+    store = new SqliteStore({ dataDir: dir });
+    await store.open();
+    for (const c of clients) store.deleteSession(c);
+    for (let i = 0; i < 3; i++) store.setRetained(`r/${i}`, null);
+    await store.close();
+    checkIntegrity(file);
+    const db = new Database(file, { readonly: true });
+    assert.equal(db.prepare('SELECT count(*) FROM messages').pluck().get(), 0);
+    db.close();
+  });
+
+  it('writes a message once for many sessions and skips enqueue+dequeue pairs of one batch', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'petrel.db');
+    const store = new SqliteStore({ dataDir: dir });
+    await store.open();
+    for (const c of ['a', 'b', 'c']) store.putSession(session(c));
+    const m: StoredMessage = { id: 1, topic: 't', payload: Buffer.alloc(1000, 1), qos: 1, retain: false, receivedAt: 0 };
+    for (const c of ['a', 'b', 'c']) store.enqueue(c, { seq: 1, message: m, qos: 1, retain: false, state: QueueState.Pending });
+    const gone: StoredMessage = { id: 2, topic: 't', payload: Buffer.alloc(1000, 2), qos: 1, retain: false, receivedAt: 0 };
+    store.enqueue('a', { seq: 2, message: gone, qos: 1, retain: false, state: QueueState.Pending });
+    store.dequeue('a', 2);
+    await store.close();
+    const db = new Database(file, { readonly: true });
+    assert.deepEqual(db.prepare('SELECT id, refs FROM messages').all(), [{ id: 1, refs: 3 }]);
+    assert.equal(db.prepare('SELECT count(*) FROM queue').pluck().get(), 3);
+    assert.equal(db.prepare("SELECT last_seq FROM sessions WHERE client_id = 'a'").pluck().get(), 2);
+    db.close();
+  });
+
+  it('loses no committed batch and keeps no partial batch when the process is killed (SIGKILL)', async () => {
+    const dir = tempDir();
+    const K = 200;
+    const childPath = fileURLToPath(new URL('./crash-child.js', import.meta.url));
+    const r = rng(Date.now() & 0xffff);
+    let totalReported = 0;
+    for (let round = 0; round < 4; round++) {
+      const { reported, start } = await new Promise<{ reported: number; start: number }>((resolve, reject) => {
+        const child = spawn(process.execPath, [childPath, dir, String(K)], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let buf = '';
+        let last = -1;
+        let start = -1;
+        let killTimer: NodeJS.Timeout | undefined;
+        child.stdout.setEncoding('utf8');
+        child.stdout.on('data', (chunk: string) => {
+          buf += chunk;
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            if (line.startsWith('ready ')) {
+              start = Number(line.slice(6));
+              last = start;
+            } else last = Number(line);
+            // Kill at a random moment once it is writing.
+            if (killTimer === undefined && last > start) killTimer = setTimeout(() => child.kill('SIGKILL'), Math.floor(r() * 400));
+          }
+        });
+        child.on('error', reject);
+        child.on('exit', (code, signal) => {
+          clearTimeout(killTimer);
+          if (signal !== 'SIGKILL') reject(new Error(`child exited with ${code} ${signal}`));
+          else resolve({ reported: last, start });
+        });
+      });
+      assert.ok(reported > start, `round ${round}: the child committed batches`);
+      totalReported = reported;
+
+      const store = new SqliteStore({ dataDir: dir });
+      const st = await store.open();
+      const a = st.sessions.find((s) => s.session.clientId === 'a')!;
+      const b = st.sessions.find((s) => s.session.clientId === 'b')!;
+      // The store is at a batch boundary C, with C = last reported or one more (killed between commit and print).
+      const C = a.queue.lastSeq / K;
+      assert.ok(Number.isInteger(C), `no partial batch: lastSeq ${a.queue.lastSeq}`);
+      assert.ok(C === reported || C === reported + 1, `store at batch ${C}, child reported ${reported}`);
+      console.log(`# crash round ${round}: started at batch ${start}, killed after reporting ${reported}, store at ${C}`);
+      assert.equal(b.queue.lastSeq, C * K);
+      assert.equal(a.queue.sentSeq, C * K);
+      const expectA: number[] = [];
+      const expectB: number[] = [];
+      for (let batch = 1; batch <= C; batch++) {
+        for (let i = 0; i < K; i++) {
+          const seq = (batch - 1) * K + i + 1;
+          expectB.push(seq);
+          if (batch === C || i % 2 === 0) expectA.push(seq);
+        }
+      }
+      for (const [client, expected, stats] of [['a', expectA, a.queue], ['b', expectB, b.queue]] as const) {
+        const got: number[] = [];
+        let bytes = 0;
+        for (let from = 0; ; ) {
+          const page = await store.readQueue(client, from, 1000);
+          for (const e of page) {
+            got.push(e.seq);
+            bytes += e.message.payload.length;
+            assert.ok(e.message.payload.equals(crashPayload(e.seq)), `payload of ${client}/${e.seq}`);
+            assert.equal(e.message.id, e.seq);
+          }
+          if (page.length < 1000) break;
+          from = page[page.length - 1]!.seq + 1;
+        }
+        assert.deepEqual(got, expected, `queue of ${client}`);
+        assert.equal(stats.count, expected.length);
+        assert.equal(stats.bytes, bytes);
+      }
+      await store.close();
+      checkIntegrity(join(dir, 'petrel.db'));
+    }
+    assert.ok(totalReported > 0);
+  });
+
+  it('keeps RSS bounded: 1,000,000 queued entries for 10 sessions', async () => {
+    const dir = tempDir();
+    const store = new SqliteStore({ dataDir: dir });
+    await store.open();
+    const sessions = Array.from({ length: 10 }, (_, i) => `client-${i}`);
+    for (const c of sessions) store.putSession(session(c));
+    await store.commit();
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    const rss0 = process.memoryUsage.rss();
+    let peak = rss0;
+    let half = rss0;
+    const t0 = Date.now();
+    const N = 1_000_000;
+    const B = 1000;
+    const seqs = new Array<number>(sessions.length).fill(0);
+    for (let n = 0; n < N; ) {
+      for (let i = 0; i < B; i++, n++) {
+        const k = n % sessions.length;
+        const payload = Buffer.allocUnsafe(64).fill(n & 0xff);
+        store.enqueue(sessions[k]!, { seq: ++seqs[k]!, message: { id: n + 1, topic: `t/${k}`, payload, qos: 1, retain: false, receivedAt: n }, qos: 1, retain: false, state: QueueState.Pending });
+      }
+      await store.commit();
+      if (n % 50_000 === 0) peak = Math.max(peak, process.memoryUsage.rss());
+      if (n === N / 2) half = peak;
+    }
+    const ms = Date.now() - t0;
+    peak = Math.max(peak, process.memoryUsage.rss());
+    const growthMb = (peak - rss0) / 1048576;
+    const page = await store.readQueue('client-3', 50_000, 10);
+    assert.deepEqual(page.map((e) => e.seq), [50_000, 50_001, 50_002, 50_003, 50_004, 50_005, 50_006, 50_007, 50_008, 50_009]);
+    await store.close();
+    const st = await (async () => {
+      const s = new SqliteStore({ dataDir: dir });
+      const loaded = await s.open();
+      await s.close();
+      return loaded;
+    })();
+    assert.equal(st.sessions.reduce((n, s) => n + s.queue.count, 0), N);
+    const secondHalfMb = (peak - half) / 1048576;
+    console.log(`# RSS test: 1,000,000 entries in ${ms} ms, RSS growth ${growthMb.toFixed(1)} MB (bound 150 MB), of which ${secondHalfMb.toFixed(1)} MB in the second half (bound 30 MB)`);
+    assert.ok(growthMb < 150, `RSS grew ${growthMb.toFixed(1)} MB`);
+    // A fixed working set: the second 500,000 entries add (almost) nothing.
+    assert.ok(secondHalfMb < 30, `RSS grew ${secondHalfMb.toFixed(1)} MB in the second half`);
+  });
+});
