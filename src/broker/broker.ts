@@ -227,7 +227,8 @@ export class Broker {
     }
     this.closing = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    await Promise.all(this.listeners.map((l) => l.close()));
+    // Stop accepting now; net.Server's close callback waits for every connection, so it is awaited last.
+    const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     this.listeners = [];
     for (const local of [...this.locals]) local.close();
     const conns: Connection[] = [];
@@ -249,6 +250,7 @@ export class Broker {
     const deadline = Date.now() + this.closeTimeout * 1000;
     while (conns.some((c) => !c.isClosed) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const c of conns) c.destroy();
+    await listenersClosed;
     if (this.started) {
       try {
         await this.store.close();

@@ -225,11 +225,18 @@ export class Client implements ConnectionHandler, AckSink {
 
   sendPacket(p: Packet): void {
     if (this.state === ClientState.Closed) return;
-    this.conn.write(encodePacket(p, this.version));
+    this.conn.write(this.encode(p));
   }
 
+  /**
+   * Encode for this client. A packet that would exceed the client's Maximum Packet Size loses its Reason
+   * String and User Properties first [MQTT-3.1.2-25] (CONNACK, DISCONNECT, acks [MQTT-3.4.2-2], SUBACK ...).
+   */
   encode(p: Packet): Buffer {
-    return encodePacket(p, this.version);
+    const buf = encodePacket(p, this.version);
+    if (this.maxPacketSize === 0 || buf.length <= this.maxPacketSize || !('properties' in p) || p.properties === undefined) return buf;
+    const { reasonString: _r, userProperties: _u, ...rest } = p.properties;
+    return encodePacket({ ...p, properties: rest } as Packet, this.version);
   }
 
   private sendRawPacket4(p: Packet): void {
@@ -238,8 +245,13 @@ export class Client implements ConnectionHandler, AckSink {
 
   /** Ack (PUBACK/PUBREC/PUBCOMP) that must wait for the store: through the committer. */
   sendAckAfterCommit(type: 4 | 5 | 7, packetId: number, reasonCode: number, reasonString?: string): void {
-    const props = reasonString !== undefined && this.version === 5 && this.problemInfo ? { reasonString } : undefined;
-    this.broker.committer.send(this, encodeAck(type, packetId, this.version === 5 ? reasonCode : 0, this.version, props));
+    let data = encodeAck(type, packetId, this.version === 5 ? reasonCode : 0, this.version);
+    if (reasonString !== undefined && this.version === 5 && this.problemInfo) {
+      // With a Reason String only if it fits the client's Maximum Packet Size [MQTT-3.4.2-2].
+      const withReason = encodeAck(type, packetId, reasonCode, 5, { reasonString });
+      if (this.maxPacketSize === 0 || withReason.length <= this.maxPacketSize) data = withReason;
+    }
+    this.broker.committer.send(this, data);
   }
 
   sendPubrel(packetId: number, reasonCode = 0): void {

@@ -23,7 +23,9 @@ export function handlePubrel(client: Client, p: PubrelPacket): void {
   const set = session.inboundQos2;
   let code: number = ReasonCode.Success;
   if (set !== null && set.delete(p.packetId)) {
-    client.inboundUnacked--;
+    // A flow begun on an earlier connection was not counted on this one: the quota never goes above its
+    // initial value (section 4.9).
+    if (client.inboundUnacked > 0) client.inboundUnacked--;
     if (session.persistent) {
       client.broker.store.removeInboundQos2(session.id, p.packetId);
       client.broker.committer.touch();

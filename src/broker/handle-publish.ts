@@ -60,7 +60,7 @@ export function handlePublish(client: Client, p: PublishPacket): void {
     }
   }
   if (qos > 0) {
-    // Receive Maximum [MQTT-3.3.4-9]; 3.1.1 clients are held to the packet id space.
+    // Receive Maximum (section 3.3.4, [MQTT-3.3.4-7]); 3.1.1 clients are held to the packet id space.
     const max = client.version === 5 ? limits.receiveMaximum : 65535;
     if (++client.inboundUnacked > max) {
       client.fail(ReasonCode.ReceiveMaximumExceeded, `more than ${max} QoS 1/2 messages unacknowledged`);

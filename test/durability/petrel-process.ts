@@ -1,0 +1,69 @@
+// Runs the real `petrel` command in a child process for the durability tests:
+// start on port 0, read the bound port from its log, kill it with any signal.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../../dist/cli/main.js', import.meta.url));
+
+export interface PetrelProcess {
+  child: ChildProcess;
+  port: number;
+  pid: number;
+  /** Everything it wrote to stderr so far. */
+  log(): string;
+  /** Resolves with the exit code (or signal) once it ended. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  rssKb(): number;
+}
+
+export async function startPetrel(args: string[], timeoutMs = 15_000): Promise<PetrelProcess> {
+  const child = spawn(process.execPath, [CLI, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`petrel did not start within ${timeoutMs} ms:\n${stderr}`)), timeoutMs);
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = /listening transport=tcp host=\S+ port=(\d+)/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`petrel exited (${code ?? signal}) before listening:\n${stderr}`));
+    });
+  });
+  return {
+    child,
+    port,
+    pid: child.pid!,
+    log: () => stderr,
+    exited,
+    rssKb: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]),
+  };
+}
+
+export async function kill(p: PetrelProcess, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  p.child.kill(signal);
+  return p.exited;
+}
+
+/** A small seeded PRNG (mulberry32), so a failing kill point can be replayed from the printed seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
