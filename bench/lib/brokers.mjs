@@ -1,0 +1,146 @@
+// Starting and stopping the brokers under test, one at a time, pinned to CPU 0.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BENCH_DIR, REPO_DIR, WORK_DIR } from './loadgen.mjs';
+import { freePort, startTracked, stopTracked, waitForPort } from './proc.mjs';
+
+export const HOST = '127.0.0.1';
+export const BROKER_CPU = 0;
+export const LOADGEN_CPU = 1;
+export const PETREL_CLI = path.join(REPO_DIR, 'dist', 'cli', 'main.js');
+export const PETREL_INDEX = path.join(REPO_DIR, 'dist', 'index.js');
+
+/** The mosquitto.conf settings used for the "mosquitto" target (besides the listener). */
+export const MOSQUITTO_SETTINGS = [
+  'allow_anonymous true',
+  // The load generator bounds what is in flight (window per publisher); these
+  // limits are set high so Mosquitto never throttles or drops because of them:
+  // max_inflight_messages 20 (default) makes it drop QoS 2 PUBLISHes from 3.1.1
+  // publishers with > 20 in flight, and max_queued_messages 1000 (default) makes
+  // it drop QoS 0/1 messages when a subscriber's queue is momentarily long.
+  'max_inflight_messages 1000',
+  'max_queued_messages 1000000',
+  'persistence false',
+  'log_dest stderr',
+  'log_type error',
+];
+/** "mosquitto-defaults": Debian's defaults (max_inflight_messages 20, max_queued_messages 1000). */
+export const MOSQUITTO_DEFAULT_SETTINGS = ['allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error'];
+
+export function findMosquitto() {
+  // PETREL_BENCH_MOSQUITTO=/path/to/mosquitto overrides the search (and lets one test the "missing" path)
+  const cands = process.env.PETREL_BENCH_MOSQUITTO
+    ? [process.env.PETREL_BENCH_MOSQUITTO]
+    : ['mosquitto', '/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto'];
+  for (const cand of cands) {
+    const r = spawnSync(cand, ['-h'], { encoding: 'utf8' });
+    if (r.error) continue;
+    const m = /mosquitto version (\S+)/.exec(`${r.stdout}${r.stderr}`);
+    if (m) return { bin: cand, version: m[1] };
+  }
+  return null;
+}
+
+export function aedesVersion() {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(REPO_DIR, 'node_modules', 'aedes', 'package.json'), 'utf8')).version;
+  } catch {
+    return null;
+  }
+}
+
+/** "mosquitto-nodelay": like "mosquitto" plus set_tcp_nodelay true (Nagle off, as Petrel, Aedes and the loadgen do). */
+export const MOSQUITTO_NODELAY_SETTINGS = [...MOSQUITTO_SETTINGS, 'set_tcp_nodelay true'];
+
+export const BROKERS = {
+  petrel: { label: 'Petrel', kind: 'node' },
+  'petrel-sqlite': { label: 'Petrel (SQLite)', kind: 'node' },
+  mosquitto: { label: 'Mosquitto', kind: 'c' },
+  'mosquitto-defaults': { label: 'Mosquitto (default limits)', kind: 'c' },
+  'mosquitto-nodelay': { label: 'Mosquitto (TCP_NODELAY)', kind: 'c' },
+  aedes: { label: 'Aedes', kind: 'node' },
+};
+
+/** null if available, else a human explanation of why it is skipped. */
+export function unavailableReason(name) {
+  if (name === 'petrel' || name === 'petrel-sqlite') {
+    if (!fs.existsSync(PETREL_CLI)) return `Petrel is not built (${path.relative(REPO_DIR, PETREL_CLI)} missing): run \`npm run build\``;
+    return null;
+  }
+  if (name.startsWith('mosquitto')) {
+    if (!findMosquitto())
+      return 'mosquitto is not installed: install it with `sudo apt-get install mosquitto` (Debian/Ubuntu) to compare against it';
+    return null;
+  }
+  if (name === 'aedes') {
+    if (!aedesVersion()) return 'aedes is not installed in node_modules: run `npm install`';
+    return null;
+  }
+  return `unknown broker ${name}`;
+}
+
+/**
+ * Start a broker alone on a fresh loopback port, pinned to CPU 0.
+ * Returns { name, pid, port, host, stop() }.
+ */
+export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') } = {}) {
+  fs.mkdirSync(logDir, { recursive: true });
+  const port = await freePort();
+  const logFile = path.join(logDir, `${name}-${port}.log`);
+  let argv;
+  let cleanupDir = null;
+  if (name === 'petrel' || name === 'petrel-sqlite') {
+    argv = [process.execPath, PETREL_CLI, '--port', String(port), '--host', HOST];
+    if (name === 'petrel') argv.push('--memory');
+    else {
+      cleanupDir = fs.mkdtempSync(path.join(WORK_DIR, 'petrel-data-'));
+      argv.push('--data-dir', cleanupDir);
+    }
+    argv.push('--log-level', 'error');
+  } else if (name.startsWith('mosquitto')) {
+    const m = findMosquitto();
+    if (!m) throw new Error(unavailableReason('mosquitto'));
+    const conf = path.join(WORK_DIR, `mosquitto-${port}.conf`);
+    const settings =
+      name === 'mosquitto' ? MOSQUITTO_SETTINGS : name === 'mosquitto-nodelay' ? MOSQUITTO_NODELAY_SETTINGS : MOSQUITTO_DEFAULT_SETTINGS;
+    fs.writeFileSync(conf, [`listener ${port} ${HOST}`, ...settings, ''].join('\n'));
+    argv = [m.bin, '-c', conf];
+    cleanupDir = conf;
+  } else if (name === 'aedes') {
+    argv = [process.execPath, path.join(BENCH_DIR, 'aedes-broker.mjs'), '--port', String(port), '--host', HOST];
+  } else {
+    throw new Error(`unknown broker ${name}`);
+  }
+  const proc = startTracked(name, argv, { cpu: BROKER_CPU, logFile, cwd: REPO_DIR });
+  let exited = null;
+  proc.exited.then((r) => (exited = r));
+  const up = await waitForPort(HOST, port, 20000, () => exited === null);
+  const cleanup = () => {
+    if (!cleanupDir) return;
+    try {
+      fs.rmSync(cleanupDir, { recursive: true, force: true });
+    } catch {}
+  };
+  if (!up) {
+    await stopTracked(proc, 1000);
+    cleanup();
+    let log = '';
+    try {
+      log = fs.readFileSync(logFile, 'utf8').slice(-2000);
+    } catch {}
+    throw new Error(`${name} did not start listening on ${HOST}:${port}${exited ? ` (exited ${exited.code ?? exited.signal})` : ''}\n${log}`);
+  }
+  return {
+    name,
+    pid: proc.pid,
+    port,
+    host: HOST,
+    logFile,
+    alive: () => exited === null,
+    async stop() {
+      await stopTracked(proc, 3000);
+      cleanup();
+    },
+  };
+}
