@@ -46,6 +46,8 @@ export interface BrokerStats {
   keepAliveTimeouts: number;
   /** Messages dropped by full in-process subscriptions. */
   localDropped: number;
+  /** Times a publisher's acknowledgements were held back because a subscriber fell behind. */
+  publisherBlocks: number;
   willsPublished: number;
 }
 
@@ -94,9 +96,12 @@ export class Broker {
     protocolErrors: 0,
     keepAliveTimeouts: 0,
     localDropped: 0,
+    publisherBlocks: 0,
     willsPublished: 0,
   };
   closing = false;
+  /** The client whose QoS 1/2 PUBLISH is being routed right now (for publisher flow control). */
+  publisher: Client | null = null;
   private started = false;
   private closed = false;
   private messageId = 1;

@@ -71,7 +71,7 @@ export class Client implements ConnectionHandler, AckSink {
 
   aliasesIn: Map<number, string> | null = null;
   aliasesOut: Map<string, number> | null = null;
-  /** Inbound QoS 1/2 PUBLISHes not yet acknowledged (Receive Maximum) [MQTT-3.3.4-9]. */
+  /** Inbound QoS 1/2 PUBLISHes not yet acknowledged (Receive Maximum, section 3.3.4). */
   inboundUnacked = 0;
 
   // Enhanced authentication (v5).
@@ -79,6 +79,9 @@ export class Client implements ConnectionHandler, AckSink {
   authState: unknown = undefined;
   reauthenticating = false;
 
+  private blockers = 0;
+  private held: Buffer[] | null = null;
+  private heldQuota: boolean[] | null = null;
   private busy = false;
   private backlog: Packet[] | null = null;
   private infoCache: ClientInfo | null = null;
@@ -243,15 +246,50 @@ export class Client implements ConnectionHandler, AckSink {
     this.conn.write(encodePacket(p, 4));
   }
 
-  /** Ack (PUBACK/PUBREC/PUBCOMP) that must wait for the store: through the committer. */
-  sendAckAfterCommit(type: 4 | 5 | 7, packetId: number, reasonCode: number, reasonString?: string): void {
+  /**
+   * Ack (PUBACK/PUBREC/PUBCOMP) that must wait for the store: through the committer. `quota` marks the acks
+   * that give the client back one unit of its Receive Maximum (PUBACK, PUBCOMP, a failed PUBREC).
+   * While the client is held back (see block()), acks wait here, in order.
+   */
+  sendAckAfterCommit(type: 4 | 5 | 7, packetId: number, reasonCode: number, reasonString?: string, quota = false): void {
     let data = encodeAck(type, packetId, this.version === 5 ? reasonCode : 0, this.version);
     if (reasonString !== undefined && this.version === 5 && this.problemInfo) {
       // With a Reason String only if it fits the client's Maximum Packet Size [MQTT-3.4.2-2].
       const withReason = encodeAck(type, packetId, reasonCode, 5, { reasonString });
       if (this.maxPacketSize === 0 || withReason.length <= this.maxPacketSize) data = withReason;
     }
+    if (this.held !== null) {
+      this.held.push(data);
+      this.heldQuota!.push(quota);
+      return;
+    }
+    if (quota && this.inboundUnacked > 0) this.inboundUnacked--;
     this.broker.committer.send(this, data);
+  }
+
+  /**
+   * Publisher flow control: a session this client publishes to has fallen behind. Its acknowledgements wait
+   * until every such session caught up, so the client's own in-flight window (its Receive Maximum in v5)
+   * stops it — nothing acknowledged is dropped for lack of queue room. Reading goes on, so the client's
+   * own acks keep flowing and no cycle of publishers can deadlock.
+   */
+  block(): void {
+    if (this.blockers++ === 0) {
+      this.held = [];
+      this.heldQuota = [];
+      this.broker.stats.publisherBlocks++;
+    }
+  }
+
+  unblock(): void {
+    if (this.blockers === 0 || --this.blockers > 0) return;
+    const held = this.held!;
+    const quota = this.heldQuota!;
+    this.held = this.heldQuota = null;
+    for (let i = 0; i < held.length; i++) {
+      if (quota[i] && this.inboundUnacked > 0) this.inboundUnacked--;
+      this.broker.committer.send(this, held[i]!);
+    }
   }
 
   sendPubrel(packetId: number, reasonCode = 0): void {

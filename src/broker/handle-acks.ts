@@ -22,10 +22,9 @@ export function handlePubrel(client: Client, p: PubrelPacket): void {
   const session = client.session!;
   const set = session.inboundQos2;
   let code: number = ReasonCode.Success;
+  let released = false;
   if (set !== null && set.delete(p.packetId)) {
-    // A flow begun on an earlier connection was not counted on this one: the quota never goes above its
-    // initial value (section 4.9).
-    if (client.inboundUnacked > 0) client.inboundUnacked--;
+    released = true;
     if (session.persistent) {
       client.broker.store.removeInboundQos2(session.id, p.packetId);
       client.broker.committer.touch();
@@ -33,8 +32,9 @@ export function handlePubrel(client: Client, p: PubrelPacket): void {
   } else {
     code = ReasonCode.PacketIdentifierNotFound;
   }
-  // [MQTT-4.3.3-11]: PUBCOMP with the same packet id, after the release is stored.
-  client.sendAckAfterCommit(7, p.packetId, code);
+  // [MQTT-4.3.3-11]: PUBCOMP with the same packet id, after the release is stored. It gives the client back
+  // one unit of its quota — never above the initial value, for a flow begun on an earlier connection (4.9).
+  client.sendAckAfterCommit(7, p.packetId, code, undefined, released);
 }
 
 export function handlePubcomp(client: Client, p: PubcompPacket): void {

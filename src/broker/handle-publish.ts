@@ -129,13 +129,11 @@ function decide(client: Client, p: PublishPacket, msg: Message, r: AuthorizePubl
 /** Not routed. v5: the ack carries the reason. 3.1.1: a positive ack, as the spec allows [MQTT-3.3.5-2]. */
 function refuse(client: Client, p: PublishPacket, code: number, reason: string): void {
   if (p.qos === 1) {
-    client.inboundUnacked--;
-    client.sendAckAfterCommit(4, p.packetId, code, reason);
+    client.sendAckAfterCommit(4, p.packetId, code, reason, true);
   } else if (p.qos === 2) {
     if (client.version === 5) {
       // A PUBREC with a failure code ends the exchange: no PUBREL follows [MQTT-4.3.3-?].
-      client.inboundUnacked--;
-      client.sendAckAfterCommit(5, p.packetId, code, reason);
+      client.sendAckAfterCommit(5, p.packetId, code, reason, true);
     } else {
       rememberQos2(client, p.packetId);
       client.sendAckAfterCommit(5, p.packetId, 0);
@@ -146,11 +144,12 @@ function refuse(client: Client, p: PublishPacket, code: number, reason: string):
 function accept(client: Client, p: PublishPacket, msg: Message): void {
   const broker = client.broker;
   if (msg.qos > 0 || msg.retain) msg.own();
+  broker.publisher = p.qos > 0 ? client : null;
   const matched = broker.publishMessage(msg);
+  broker.publisher = null;
   broker.notifyPublish(client, msg);
   if (p.qos === 1) {
-    client.inboundUnacked--;
-    client.sendAckAfterCommit(4, p.packetId, matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success);
+    client.sendAckAfterCommit(4, p.packetId, matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success, undefined, true);
   } else if (p.qos === 2) {
     rememberQos2(client, p.packetId);
     client.sendAckAfterCommit(5, p.packetId, matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success);

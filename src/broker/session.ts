@@ -54,6 +54,9 @@ export function packetIdOf(seq: number): number {
 
 /** Entries kept in the heap per session before the rest is left in the store. */
 const HEAP_QUEUE = 1000;
+/** Publisher flow control: entries waiting beyond the window at which publishers are held back, and released. */
+const FLOW_HIGH = 1000;
+const FLOW_LOW = 500;
 /** Entries read from the store at a time. */
 const REFILL_BATCH = 500;
 
@@ -89,6 +92,9 @@ export class Session implements Recipient {
   /** All QoS 1/2 entries of this session (heap + store) and their payload bytes, for the limits. */
   queuedCount = 0;
   queuedBytes = 0;
+
+  /** Publishers held back because this session fell behind (see Client.block). */
+  private blocked: Set<Client> | null = null;
 
   // ---- inbound ----
   inboundQos2: Set<number> | null = null;
@@ -191,11 +197,13 @@ export class Session implements Recipient {
     if (this.spillSeq !== 0) {
       // Older entries wait in the store: keep the order.
       if (this.refilling) this.deliveredWhileRefilling = true;
+      if (this.client !== null) this.holdPublisher();
       return;
     }
     const c = this.client;
     if (c !== null) {
       if (this.heapQueueLength === 0 && this.trySend(entry, c)) return;
+      this.holdPublisher();
       if (this.persistent && this.heapQueueLength >= HEAP_QUEUE) {
         this.spillSeq = entry.seq;
         return;
@@ -265,19 +273,40 @@ export class Session implements Recipient {
     }
   }
 
+  /** A connected session fell behind: hold back the publisher of the message being routed. */
+  private holdPublisher(): void {
+    const pub = this.broker.publisher;
+    if (pub === null || pub === this.client || this.queuedCount - this.inflightCount <= FLOW_HIGH) return;
+    const b = (this.blocked ??= new Set());
+    if (b.has(pub)) return;
+    b.add(pub);
+    pub.block();
+  }
+
+  private releasePublishers(): void {
+    const b = this.blocked;
+    if (b === null) return;
+    this.blocked = null;
+    for (const pub of b) pub.unblock();
+  }
+
   /** Send what the window, the socket and the order allow. */
   pump(): void {
     const c = this.client;
     if (c === null) return;
     const q = this.queue;
     while (this.qhead < q.length) {
-      if (!this.trySend(q[this.qhead]!, c)) return;
+      if (!this.trySend(q[this.qhead]!, c)) {
+        if (this.blocked !== null && this.queuedCount - this.inflightCount <= FLOW_LOW) this.releasePublishers();
+        return;
+      }
       q[this.qhead++] = undefined as unknown as OutEntry;
     }
     // heap queue empty
     this.queue = [];
     this.qhead = 0;
     if (this.spillSeq !== 0) this.refill();
+    if (this.blocked !== null && this.queuedCount - this.inflightCount <= FLOW_LOW) this.releasePublishers();
   }
 
   private refill(): void {
@@ -364,6 +393,7 @@ export class Session implements Recipient {
    */
   detach(): void {
     this.client = null;
+    this.releasePublishers();
     const redistribute: OutEntry[] = [];
     const keep: OutEntry[] = [];
     if (this.inflight !== null) {
@@ -404,6 +434,7 @@ export class Session implements Recipient {
   /** The session ends: drop everything, give shared messages to another member. */
   end(): void {
     if (this.client !== null) this.detach();
+    this.releasePublishers();
     this.ended = true;
     this.inflight = null;
     this.queue = [];

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kill, prng, startPetrel, type PetrelProcess } from './petrel-process.js';
-import { Peer, type Received } from './peer.js';
+import { Peer, type Received } from '../helpers/peer.js';
 
 const KILL_POINTS = Number(process.env.PETREL_KILL_POINTS ?? 5);
 const SEED = Number(process.env.PETREL_SEED ?? Date.now() % 1_000_000);

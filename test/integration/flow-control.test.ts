@@ -1,0 +1,114 @@
+// Publisher flow control: when a connected subscriber falls behind, the broker
+// holds the publisher's acknowledgements instead of dropping messages it has
+// acknowledged (ARCHITECTURE.md, "Flow control").
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startBroker } from '../helpers/broker.js';
+import { Peer } from '../helpers/peer.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await sleep(10);
+}
+
+describe('publisher flow control', () => {
+  it('a subscriber that stops acknowledging holds back the publisher: nothing acknowledged is dropped, and all of it arrives once the subscriber reads again', async () => {
+    // A queue limit far below what is published: without flow control most messages would be dropped.
+    const tb = await startBroker({ limits: { maxQueuedMessages: 3000, maxInflight: 100 } });
+    try {
+      const sub = new Peer();
+      sub.autoAck = false;
+      await sub.connect(tb.port, { clientId: 'slow', clean: true });
+      await sub.subscribe('flow/#', 1);
+      const pub = new Peer();
+      await pub.connect(tb.port, { clientId: 'fast', clean: true });
+      const total = 20_000;
+      const window = 200;
+      let next = 0;
+      let acked = 0;
+      const pump = (): void => {
+        while (next < total && pub.inflight < window) pub.publish('flow/x', Buffer.from(String(next++)), 1);
+      };
+      pub.onCompleted = () => {
+        acked++;
+        pump();
+      };
+      pump();
+      // The subscriber holds its 100-message window; the publisher gets some acks, then is held.
+      await sleep(500);
+      const ackedWhileStalled = acked;
+      assert.ok(ackedWhileStalled < total, `publisher was held back (acked ${ackedWhileStalled} of ${total})`);
+      assert.ok(tb.broker.stats.publisherBlocks > 0, 'the broker recorded holding the publisher');
+      assert.equal(tb.broker.stats.droppedQueueFull, 0, 'nothing dropped while held');
+      // The subscriber reads again: everything flows, in order, nothing lost.
+      sub.autoAck = true;
+      for (const r of sub.received) sub.ack(r.packet);
+      await until(() => acked === total && new Set(sub.received.map((r) => r.packet.payload.toString())).size === total, 30_000);
+      assert.equal(acked, total, 'every message acknowledged to the publisher');
+      const seqs = sub.received.map((r) => Number(r.packet.payload.toString()));
+      assert.equal(new Set(seqs).size, total, 'every message delivered');
+      for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, 'in order [MQTT-4.6.0-6]');
+      assert.equal(tb.broker.stats.droppedQueueFull, 0);
+      pub.disconnect();
+      sub.disconnect();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  it('a subscriber that goes away releases the publisher it was holding back', async () => {
+    const tb = await startBroker({ limits: { maxInflight: 50 } });
+    try {
+      const sub = new Peer();
+      sub.autoAck = false;
+      await sub.connect(tb.port, { clientId: 'gone', clean: true });
+      await sub.subscribe('gone/#', 1);
+      const pub = new Peer();
+      await pub.connect(tb.port, { clientId: 'pub', clean: true });
+      let acked = 0;
+      pub.onCompleted = () => acked++;
+      for (let i = 0; i < 3000; i++) pub.publish('gone/x', Buffer.from(String(i)), 1);
+      await until(() => tb.broker.stats.publisherBlocks > 0, 5000);
+      assert.ok(tb.broker.stats.publisherBlocks > 0);
+      assert.ok(acked < 3000);
+      sub.destroy();
+      await until(() => acked === 3000, 10_000);
+      assert.equal(acked, 3000, 'held acknowledgements released when the subscriber left');
+      pub.disconnect();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  it('publishers to each other cannot deadlock: two clients that publish to each other and are both slow still finish', async () => {
+    const tb = await startBroker({ limits: { maxInflight: 20 } });
+    try {
+      const a = new Peer();
+      const b = new Peer();
+      await a.connect(tb.port, { clientId: 'a', clean: true });
+      await b.connect(tb.port, { clientId: 'b', clean: true });
+      await a.subscribe('to/a', 1);
+      await b.subscribe('to/b', 1);
+      let aAcked = 0;
+      let bAcked = 0;
+      a.onCompleted = () => aAcked++;
+      b.onCompleted = () => bAcked++;
+      for (let i = 0; i < 5000; i++) {
+        a.publish('to/b', Buffer.from(String(i)), 1);
+        b.publish('to/a', Buffer.from(String(i)), 1);
+      }
+      await until(() => aAcked === 5000 && bAcked === 5000 && a.received.length >= 5000 && b.received.length >= 5000, 30_000);
+      assert.equal(aAcked, 5000);
+      assert.equal(bAcked, 5000);
+      assert.equal(new Set(a.received.map((r) => r.packet.payload.toString())).size, 5000);
+      assert.equal(new Set(b.received.map((r) => r.packet.payload.toString())).size, 5000);
+      a.disconnect();
+      b.disconnect();
+    } finally {
+      await tb.close();
+    }
+  });
+});
