@@ -205,7 +205,7 @@ async function main() {
     let targets = brokers.filter((b) => !sc.only || sc.only.includes(b));
     if (sc.extraBrokers && brokers.includes('petrel'))
       for (const x of sc.extraBrokers) if (!unavailableReason(x)) targets.push(x);
-    if (!sc.extraBrokers) targets = targets.filter((b) => b !== 'petrel-sqlite' || opts.brokers.includes('petrel-sqlite'));
+    if (!sc.extraBrokers) targets = targets.filter((b) => !b.startsWith('petrel-sqlite') || opts.brokers.includes(b));
     if (!targets.length) {
       log(`bench: ${sc.id}: no applicable broker, skipped`);
       continue;

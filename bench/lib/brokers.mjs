@@ -56,6 +56,7 @@ export const MOSQUITTO_NODELAY_SETTINGS = [...MOSQUITTO_SETTINGS, 'set_tcp_nodel
 export const BROKERS = {
   petrel: { label: 'Petrel', kind: 'node' },
   'petrel-sqlite': { label: 'Petrel (SQLite)', kind: 'node' },
+  'petrel-sqlite-power': { label: 'Petrel (SQLite, fsync per commit)', kind: 'node' },
   mosquitto: { label: 'Mosquitto', kind: 'c' },
   'mosquitto-defaults': { label: 'Mosquitto (default limits)', kind: 'c' },
   'mosquitto-nodelay': { label: 'Mosquitto (TCP_NODELAY)', kind: 'c' },
@@ -64,7 +65,7 @@ export const BROKERS = {
 
 /** null if available, else a human explanation of why it is skipped. */
 export function unavailableReason(name) {
-  if (name === 'petrel' || name === 'petrel-sqlite') {
+  if (name.startsWith('petrel')) {
     if (!fs.existsSync(PETREL_CLI)) return `Petrel is not built (${path.relative(REPO_DIR, PETREL_CLI)} missing): run \`npm run build\``;
     return null;
   }
@@ -90,12 +91,13 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
   const logFile = path.join(logDir, `${name}-${port}.log`);
   let argv;
   let cleanupDir = null;
-  if (name === 'petrel' || name === 'petrel-sqlite') {
+  if (name.startsWith('petrel')) {
     argv = [process.execPath, PETREL_CLI, '--port', String(port), '--host', HOST];
     if (name === 'petrel') argv.push('--memory');
     else {
       cleanupDir = fs.mkdtempSync(path.join(WORK_DIR, 'petrel-data-'));
       argv.push('--data-dir', cleanupDir);
+      if (name === 'petrel-sqlite-power') argv.push('--durability', 'power');
     }
     argv.push('--log-level', 'error');
   } else if (name.startsWith('mosquitto')) {

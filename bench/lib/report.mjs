@@ -156,7 +156,9 @@ function goalFor(sc, m, v) {
     }
     case 'persistent-qos1|recv_rate': {
       const r = ratio(v['petrel-sqlite'], p);
-      return [r == null ? 'SQLite/memory' : `SQLite/memory ${r.toFixed(2)}×`, null];
+      const rp = ratio(v['petrel-sqlite-power'], p);
+      const text = (r == null ? 'SQLite/memory ≥ 0.5×' : `SQLite/memory ${r.toFixed(2)}× (goal ≥ 0.5×)`) + (rp == null ? '' : `; fsync per commit ${rp.toFixed(2)}×`);
+      return [text, r == null ? null : r >= 0.5];
     }
     case 'p2p-qos2-w100|recv_rate':
       return ['no loss with > 20 in flight', null];
@@ -231,7 +233,10 @@ export function markdown(results) {
   for (const row of tableRows(results)) {
     const v = row.values;
     const cells = [row.title, `${row.label} (${row.better} is better)`, ...cols.map((b) => fmtValue(v[b], row))];
-    if (row.id === 'persistent-qos1' && has('petrel')) cells[2] = `${fmtValue(v.petrel, row)} (memory) / ${fmtValue(v['petrel-sqlite'], row)} (SQLite)`;
+    if (row.id === 'persistent-qos1' && has('petrel')) {
+      cells[2] = `${fmtValue(v.petrel, row)} (memory) / ${fmtValue(v['petrel-sqlite'], row)} (SQLite)`;
+      if (v['petrel-sqlite-power'] != null) cells[2] += ` / ${fmtValue(v['petrel-sqlite-power'], row)} (SQLite, fsync)`;
+    }
     if (has('petrel') && has('mosquitto')) cells.push(fmtRatio(ratio(v.petrel, v.mosquitto)));
     if (has('petrel') && has('aedes')) cells.push(fmtRatio(ratio(v.petrel, v.aedes)));
     if (!has('petrel') && has('mosquitto') && has('aedes')) cells.push(fmtRatio(ratio(v.aedes, v.mosquitto)));
@@ -284,7 +289,7 @@ export function markdown(results) {
 }
 
 const pct = (x) => (x == null ? '—' : `${Math.round(x)}%`);
-const LABELS = { petrel: 'Petrel', 'petrel-sqlite': 'Petrel SQLite', mosquitto: 'Mosquitto', 'mosquitto-defaults': 'Mosquitto (defaults)', aedes: 'Aedes' };
+const LABELS = { petrel: 'Petrel', 'petrel-sqlite': 'Petrel SQLite', 'petrel-sqlite-power': 'Petrel SQLite (fsync)', mosquitto: 'Mosquitto', 'mosquitto-defaults': 'Mosquitto (defaults)', aedes: 'Aedes' };
 const label = (b) => LABELS[b] ?? b;
 
 export function writeReadmeTable(readmePath, md) {

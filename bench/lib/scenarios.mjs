@@ -100,7 +100,7 @@ export const SCENARIOS = [
     kind: 'throughput',
     load: { ...P2P, pubTopic: 'bench/ps/%d', subFilter: 'bench/ps/%d', qos: 1, cleanSub: 0 },
     metrics: [{ key: 'recv_rate', label: 'msg/s received', better: 'higher' }],
-    extraBrokers: ['petrel-sqlite'],
+    extraBrokers: ['petrel-sqlite', 'petrel-sqlite-power'],
   },
   {
     id: 'inproc',

@@ -315,7 +315,9 @@ export class Broker {
 
   /** CONNACK is out and the session attached. */
   clientConnected(client: Client): void {
-    this.logger.debug('client connected', { client: client.clientId, remote: client.conn.remoteAddress, version: client.version });
+    if (this.logger.debugEnabled !== false) {
+      this.logger.debug('client connected', { client: client.clientId, remote: client.conn.remoteAddress, version: client.version });
+    }
     const hook = this.hooks.onConnect;
     if (hook) safeCall(this.logger, 'onConnect', () => hook(client.info));
   }

@@ -228,7 +228,7 @@ export class Client implements ConnectionHandler, AckSink {
 
   sendPacket(p: Packet): void {
     if (this.state === ClientState.Closed) return;
-    this.conn.write(this.encode(p));
+    this.conn.write(this.encode(p), true);
   }
 
   /**
@@ -354,12 +354,14 @@ export class Client implements ConnectionHandler, AckSink {
    */
   fail(reasonCode: number, reason: string): void {
     if (this.state === ClientState.Closed) return;
-    this.broker.logger.debug('closing connection', {
-      client: this.clientId || undefined,
-      remote: this.conn.remoteAddress,
-      reason: reasonName(reasonCode),
-      detail: reason,
-    });
+    if (this.broker.logger.debugEnabled !== false) {
+      this.broker.logger.debug('closing connection', {
+        client: this.clientId || undefined,
+        remote: this.conn.remoteAddress,
+        reason: reasonName(reasonCode),
+        detail: reason,
+      });
+    }
     if (this.version === 5) {
       if (this.state === ClientState.Connected) {
         this.sendPacket({ type: 14, reasonCode, properties: { reasonString: reason } });

@@ -5,6 +5,8 @@ export type LogLevel = 'silent' | 'error' | 'warn' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = ['silent', 'error', 'warn', 'info', 'debug'];
 
 export interface Logger {
+  /** Whether debug lines are written (callers skip building their fields otherwise). Absent means yes. */
+  readonly debugEnabled?: boolean;
   error(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -30,5 +32,5 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
   const noop = (): void => {};
   const at = (lv: Exclude<LogLevel, 'silent'>) =>
     rank >= RANK[lv] ? (msg: string, fields?: Record<string, unknown>) => write(format(lv, msg, fields)) : noop;
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), debugEnabled: rank >= RANK.debug };
 }

@@ -34,6 +34,8 @@ import type {
   WillMessage,
 } from './packets.js';
 import { decodeProperties, WILL_PROPERTIES, WireReader } from './properties.js';
+
+const SHARED_READER = new WireReader();
 import { validateTopicFilter, validateTopicName } from './topic.js';
 import { validateUtf8, Utf8Status } from './utf8.js';
 
@@ -115,7 +117,8 @@ export class Decoder {
   onError: (error: ProtocolError) => void = noop;
 
   private readonly client: boolean;
-  private readonly reader = new WireReader();
+  // One reader for every decoder: a packet is read to its end before onPacket runs, so nothing nests.
+  private readonly reader = SHARED_READER;
   private isFailed = false;
   // Partial fixed header: head[0] is the first byte, then the Remaining Length bytes so far.
   // Allocated on first use: most connections never see a fixed header split across reads.

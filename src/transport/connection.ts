@@ -100,11 +100,15 @@ export class Connection {
     }
   }
 
-  /** Queue bytes. Small ones are copied (the caller may reuse its buffer); large ones are kept by reference. */
-  write(data: Buffer): void {
+  /**
+   * Queue bytes. Small ones are copied (the caller may reuse its buffer); large ones are kept by reference.
+   * `owned`: the buffer is the caller's to give away (freshly encoded); the first write of a turn then
+   * goes out as it is, without a copy.
+   */
+  write(data: Buffer, owned = false): void {
     if (this.isClosed || this.ending) return;
     const n = data.length;
-    if (n >= COPY_LIMIT) {
+    if (n >= COPY_LIMIT || (owned && this.pending === 0)) {
       this.cut();
       (this.parts ??= []).push(data);
     } else {
