@@ -61,6 +61,7 @@ export const BROKERS = {
   'mosquitto-defaults': { label: 'Mosquitto (default limits)', kind: 'c' },
   'mosquitto-nodelay': { label: 'Mosquitto (TCP_NODELAY)', kind: 'c' },
   aedes: { label: 'Aedes', kind: 'node' },
+  'node-floor': { label: 'Node net.Server floor', kind: 'node' },
 };
 
 /** null if available, else a human explanation of why it is skipped. */
@@ -74,6 +75,7 @@ export function unavailableReason(name) {
       return 'mosquitto is not installed: install it with `sudo apt-get install mosquitto` (Debian/Ubuntu) to compare against it';
     return null;
   }
+  if (name === 'node-floor') return null;
   if (name === 'aedes') {
     if (!aedesVersion()) return 'aedes is not installed in node_modules: run `npm install`';
     return null;
@@ -111,6 +113,8 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
     cleanupDir = conf;
   } else if (name === 'aedes') {
     argv = [process.execPath, path.join(BENCH_DIR, 'aedes-broker.mjs'), '--port', String(port), '--host', HOST];
+  } else if (name === 'node-floor') {
+    argv = [process.execPath, path.join(BENCH_DIR, 'node-floor.mjs'), '--port', String(port), '--host', HOST];
   } else {
     throw new Error(`unknown broker ${name}`);
   }

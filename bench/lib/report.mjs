@@ -145,10 +145,13 @@ function goalFor(sc, m, v) {
       return ['', null];
     case 'idle-10k|connect_rate': {
       const r = ratio(p, v.mosquitto);
-      return ['≥ 0.5× Mosquitto', r == null ? null : r >= 0.5];
+      const f = v['node-floor'];
+      return [`≥ 0.5× Mosquitto${f == null ? '' : ` (bare Node net.Server: ${(f / 1000).toFixed(1)}k/s)`}`, r == null ? null : r >= 0.5];
     }
-    case 'idle-10k|rss_per_conn_bytes':
-      return ['≤ 4 KB', p == null ? null : p <= 4096];
+    case 'idle-10k|rss_per_conn_bytes': {
+      const f = v['node-floor'];
+      return [`≤ 4 KB${f == null ? '' : ` (bare Node net.Server: ${(f / 1024).toFixed(1)} KB)`}`, p == null ? null : p <= 4096];
+    }
     case 'p2p-qos2|recv_rate': {
       const r1 = ratio(p, v.mosquitto);
       const r2 = ratio(p, v.aedes);

@@ -91,6 +91,7 @@ export const SCENARIOS = [
       { key: 'rss_per_conn_bytes', label: 'KB RSS per connection', short: 'RSS', better: 'lower', scale: 1 / 1024 },
     ],
     goal: { vs: 'mosquitto', metric: 'connect_rate', min: 0.5 },
+    extraBrokers: ['node-floor'],
   },
   {
     // Same scenario on Petrel --memory and Petrel --data-dir (SQLite): the

@@ -223,7 +223,8 @@ export class Client implements ConnectionHandler, AckSink {
   /** Raw bytes (acks, pings) — AckSink for the committer. */
   sendRaw(data: Buffer): void {
     if (this.state === ClientState.Closed) return;
-    this.conn.write(data);
+    // Acks are freshly encoded or immutable constants: no copy needed for the first write of a turn.
+    this.conn.write(data, true);
   }
 
   sendPacket(p: Packet): void {
