@@ -104,6 +104,11 @@ export class Peer {
     return pid;
   }
 
+  /** Send a QoS 0 PUBLISH. */
+  publishQos0(topic: string, payload: Buffer, retain = false): void {
+    this.send({ type: 3, qos: 0, dup: false, retain, topic, packetId: 0, payload });
+  }
+
   get inflight(): number {
     return this.outgoing.size;
   }
@@ -122,6 +127,15 @@ export class Peer {
 
   destroy(): void {
     this.sock?.destroy();
+  }
+
+  /** Stop reading from the socket (the broker's writes back up), and start again. */
+  pauseReading(): void {
+    this.sock?.pause();
+  }
+
+  resumeReading(): void {
+    this.sock?.resume();
   }
 
   expect(test: (p: Packet) => boolean, timeoutMs: number): Promise<Packet> {
