@@ -152,8 +152,16 @@ export class Broker {
     this.messageId = Math.max(1, state.nextMessageId);
     for (const m of state.retained) this.retained.set(m.topic, Message.fromStored(m));
     const now = Date.now();
+    const endedWills: [string, StoredWill][] = [];
     for (const loaded of state.sessions) {
       const rec = loaded.session;
+      if (rec.expiryInterval === 0) {
+        // Kept only for its will: the session ended when the broker stopped.
+        if (rec.will) endedWills.push([rec.clientId, rec.will]);
+        this.store.deleteSession(rec.clientId);
+        this.committer.touch();
+        continue;
+      }
       const s = new Session(this, rec.clientId, rec.protocolVersion, rec.expiryInterval);
       s.stored = true;
       s.restoreQueue(loaded.queue.count, loaded.queue.bytes, loaded.queue.lastSeq, loaded.queue.sentSeq);
@@ -178,6 +186,8 @@ export class Broker {
       if (rec.disconnectedAt === null) this.persistSession(s);
       this.scheduleExpiry(s, now);
     }
+    // Once every subscription is back in the tree.
+    for (const [clientId, will] of endedWills) this.publishWill(clientId, will);
     this.sweepTimer = setInterval(() => this.sweep(), 500);
     this.sweepTimer.unref();
     this.logger.info('store opened', {
@@ -309,6 +319,11 @@ export class Broker {
       }
     } else if (session.stored) {
       this.persistSession(session, client);
+    } else if (client.will !== undefined || session.willStored) {
+      // A session that ends with its connection is not stored, but its will is: a crash of the broker ends
+      // the connection too, and the will must still go out after the restart [MQTT-3.1.2-8].
+      session.willStored = true;
+      this.persistSession(session, client);
     }
     return { session, sessionPresent };
   }
@@ -396,7 +411,7 @@ export class Broker {
     if (session.stored && !session.ended) this.persistSession(session);
   }
 
-  /** Session ends: its pending will goes out [MQTT-3.1.2-?], its subscriptions and queue are discarded. */
+  /** Session ends: its pending will goes out [MQTT-3.1.2-8], its subscriptions and queue are discarded. */
   endSession(session: Session): void {
     if (session.ended) return;
     const will = session.pendingWill;
@@ -405,8 +420,8 @@ export class Broker {
     session.subscriptions.clear();
     session.end();
     if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
-    if (session.stored) {
-      session.stored = false;
+    if (session.stored || session.willStored) {
+      session.stored = session.willStored = false;
       this.store.deleteSession(session.id);
       this.committer.touch();
     }
@@ -526,7 +541,7 @@ export class Broker {
       list[0]!.recipient.deliver(msg, (mq < qos ? mq : qos) as QoS, retain && msg.retain, ids, null);
     }
     for (const g of m.shared) {
-      // One member of each shared group [MQTT-4.8.2-?].
+      // One member of each shared group (§4.8.2).
       const s = g.pick();
       if (s === null) continue;
       n++;
@@ -601,7 +616,7 @@ export class Broker {
 
   // ---- timers ----
 
-  /** Keep alive [MQTT-3.1.2-24] and the CONNECT deadline, for every connection, twice a second. */
+  /** Keep alive [MQTT-3.1.2-22] and the CONNECT deadline, for every connection, twice a second. */
   private sweep(): void {
     const now = Date.now();
     const connectDeadline = this.limits.connectTimeout * 1000;

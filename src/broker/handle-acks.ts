@@ -14,7 +14,7 @@ export function handlePubrec(client: Client, p: PubrecPacket): void {
   const known = client.session!.onPubrec(p.packetId, p.reasonCode);
   if (p.reasonCode >= 0x80) return;
   // PUBREL once the Released state is stored, so a restart cannot deliver the message twice.
-  // For an unknown packet id, v5 answers PUBREL 0x92 [MQTT-4.3.3-?].
+  // For an unknown packet id, v5 answers PUBREL 0x92 (§3.6.2.1).
   client.sendPubrel(p.packetId, known || client.version !== 5 ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound);
 }
 

@@ -65,7 +65,7 @@ function applyStep(client: Client, r: AuthStepResult): void {
       pending.authData = r.data;
       finishConnect(client, pending);
     } else {
-      // Re-authentication succeeded [MQTT-4.12.1-?]: AUTH with Success.
+      // Re-authentication succeeded (§4.12.1): AUTH with Success.
       client.reauthenticating = false;
       client.sendPacket({
         type: 15,

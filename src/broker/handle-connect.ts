@@ -95,7 +95,7 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
       return client.refuseConnect(ReasonCode.RetainNotSupported, 'retained wills are not supported');
     }
     if (p.will.properties?.payloadFormatIndicator === 1 && !isUtf8(p.will.payload)) {
-      return client.refuseConnect(ReasonCode.PayloadFormatInvalid, 'will payload is not UTF-8 [MQTT-3.1.3-?]');
+      return client.refuseConnect(ReasonCode.PayloadFormatInvalid, 'will payload is not UTF-8 (§3.1.3.2.3)');
     }
     client.will = { ...p.will, payload: Buffer.from(p.will.payload) };
   }

@@ -8,9 +8,9 @@ export function handleDisconnect(client: Client, p: DisconnectPacket): void {
   const session = client.session!;
   const expiry = p.properties?.sessionExpiryInterval;
   if (expiry !== undefined) {
-    // A session that ends with the connection cannot be given an expiry now [MQTT-3.14.2-2].
+    // A session that ends with the connection cannot be given an expiry now (§3.14.2.2.2).
     if (session.expiryInterval === 0 && expiry !== 0) {
-      client.fail(ReasonCode.ProtocolError, 'Session Expiry Interval set on DISCONNECT after being 0 at CONNECT [MQTT-3.14.2-2]');
+      client.fail(ReasonCode.ProtocolError, 'Session Expiry Interval set on DISCONNECT after being 0 at CONNECT (§3.14.2.2.2)');
       return;
     }
     client.broker.setSessionExpiry(session, Math.min(expiry, client.broker.limits.maxSessionExpiry));

@@ -42,12 +42,12 @@ export function handlePublish(client: Client, p: PublishPacket): void {
 
   const qos = p.qos;
   if (qos > limits.maxQoS) {
-    // [MQTT-3.2.2-11]
+    // §3.2.2.3.4
     client.fail(ReasonCode.QoSNotSupported, `QoS ${qos} above maximum ${limits.maxQoS}`);
     return;
   }
   if (p.retain && !limits.retainAvailable) {
-    // [MQTT-3.2.2-14]
+    // §3.2.2.3.5
     client.fail(ReasonCode.RetainNotSupported, 'retain not supported');
     return;
   }
@@ -68,6 +68,11 @@ export function handlePublish(client: Client, p: PublishPacket): void {
     }
   }
 
+  if (topic.startsWith('$SYS') && (topic.length === 4 || topic.charCodeAt(4) === 47)) {
+    // '$SYS' is the broker's own namespace: clients do not publish into it (§4.7.2).
+    refuse(client, p, ReasonCode.NotAuthorized, 'topics under $SYS are reserved for the broker');
+    return;
+  }
   if (props?.payloadFormatIndicator === 1 && !isUtf8(p.payload)) {
     // [MQTT-3.3.2-4]: a receiver may check; we refuse rather than forward a payload that lies about itself.
     refuse(client, p, ReasonCode.PayloadFormatInvalid, 'payload is not valid UTF-8');
@@ -132,7 +137,7 @@ function refuse(client: Client, p: PublishPacket, code: number, reason: string):
     client.sendAckAfterCommit(4, p.packetId, code, reason, true);
   } else if (p.qos === 2) {
     if (client.version === 5) {
-      // A PUBREC with a failure code ends the exchange: no PUBREL follows [MQTT-4.3.3-?].
+      // A PUBREC with a failure code ends the exchange: no PUBREL follows (§4.3.3).
       client.sendAckAfterCommit(5, p.packetId, code, reason, true);
     } else {
       rememberQos2(client, p.packetId);

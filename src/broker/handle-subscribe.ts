@@ -15,9 +15,9 @@ import type { AuthorizeSubscribeResult } from './hooks.js';
 function precheck(client: Client, req: SubscriptionRequest, isNew: boolean): number {
   const limits = client.broker.limits;
   const shared = req.filter.startsWith('$share/');
-  if (shared && !limits.sharedSubscriptions) return ReasonCode.SharedSubscriptionsNotSupported; // [MQTT-3.8.3-?]
+  if (shared && !limits.sharedSubscriptions) return ReasonCode.SharedSubscriptionsNotSupported; // §3.2.2.3.13
   if (!limits.wildcardSubscriptions && /[+#]/.test(shared ? parseSharedFilter(req.filter)!.filter : req.filter)) {
-    return ReasonCode.WildcardSubscriptionsNotSupported; // [MQTT-3.8.3-2]
+    return ReasonCode.WildcardSubscriptionsNotSupported; // §3.2.2.3.11
   }
   if (isNew && client.session!.subscriptions.size >= limits.maxSubscriptionsPerSession) return ReasonCode.QuotaExceeded;
   return -1;
@@ -37,7 +37,7 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
   const session = client.session!;
   const subId = p.properties?.subscriptionIdentifiers?.[0];
   if (subId !== undefined && !limits.subscriptionIdentifiers) {
-    // [MQTT-3.8.2-?]: not announced as available, so a Protocol Error.
+    // §3.2.2.3.12: not announced as available, so a Protocol Error.
     client.fail(ReasonCode.SubscriptionIdentifiersNotSupported, 'subscription identifiers are not supported');
     return;
   }
@@ -46,6 +46,11 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
   let async = false;
   for (const req of p.subscriptions) {
     const pre = precheck(client, req, !session.subscriptions.has(req.filter));
+    if (client.version === 5 && (pre === ReasonCode.WildcardSubscriptionsNotSupported || pre === ReasonCode.SharedSubscriptionsNotSupported)) {
+      // CONNACK said they are not available: using them is a Protocol Error (§3.2.2.3.11, §3.2.2.3.13).
+      client.fail(pre, `${pre === ReasonCode.SharedSubscriptionsNotSupported ? 'shared' : 'wildcard'} subscriptions are not supported`);
+      return;
+    }
     if (pre >= 0) {
       codes.push(pre);
       continue;
@@ -107,7 +112,7 @@ function apply(client: Client, p: SubscribePacket, granted: number[], subId: num
       }
     } else {
       broker.stats.subscribeDenied++;
-      // 3.1/3.1.1 know only 0x80 as a failure [MQTT-3.9.3-?].
+      // 3.1/3.1.1 know only 0x80 as a failure (§3.9.3 of 3.1.1).
       if (client.version !== 5) code = 0x80;
     }
     codes[i] = code;

@@ -47,7 +47,7 @@ export class OutEntry implements QueueEntry {
   }
 }
 
-/** Packet identifiers follow the sequence, so a restarted broker re-sends with the same id [MQTT-4.3.3-?]. */
+/** Packet identifiers follow the sequence, so a restarted broker re-sends with the same id (ARCHITECTURE.md). */
 export function packetIdOf(seq: number): number {
   return ((seq - 1) % 65535) + 1;
 }
@@ -76,6 +76,8 @@ export class Session implements Recipient {
   ended = false;
   /** The store has a record of this session (it was persistent at some point and has not been deleted). */
   stored = false;
+  /** The store has a record of this non-persistent session only to keep its will across a crash. */
+  willStored = false;
 
   // ---- outbound ----
   /** Last sequence number assigned. */
@@ -238,9 +240,9 @@ export class Session implements Recipient {
       c.sendPubrel(pid);
       return true;
     }
-    const now = Date.now();
-    if (entry.message.isExpired(now)) {
-      // Expired messages are not delivered [MQTT-3.3.2-5].
+    // A message expired before its delivery started is not delivered [MQTT-3.3.2-5]; one already sent is
+    // re-sent like any other (§4.4).
+    if (entry.seq > this.sentSeq && entry.message.isExpired(Date.now())) {
       this.broker.stats.expired++;
       this.forget(entry);
       return true;
@@ -350,7 +352,7 @@ export class Session implements Recipient {
     const e = this.inflight?.get(pid);
     if (e === undefined || e.qos !== 2) return false;
     if (reasonCode >= 0x80) {
-      // The receiver refused it: the flow ends here [MQTT-4.3.3-?].
+      // The receiver refused it: the flow ends here (§4.3.3).
       this.inflight!.delete(pid);
       this.forget(e);
       this.pump();
@@ -398,14 +400,16 @@ export class Session implements Recipient {
     const keep: OutEntry[] = [];
     if (this.inflight !== null) {
       for (const e of this.inflight.values()) {
-        if (e.group !== null && e.state !== QueueState.Released) redistribute.push(e);
+        // QoS 1 in flight may go to another member (§4.8.2); a QoS 2 message whose delivery started stays
+        // with this session, to be completed on reconnection [MQTT-4.8.2-4], never sent elsewhere [MQTT-4.8.2-5].
+        if (this.mayRedistribute(e)) redistribute.push(e);
         else keep.push(e);
       }
       this.inflight = null;
     }
     for (let i = this.qhead; i < this.queue.length; i++) {
       const e = this.queue[i]!;
-      if (e.group !== null) redistribute.push(e);
+      if (this.mayRedistribute(e)) redistribute.push(e);
       else keep.push(e);
     }
     this.queue = [];
@@ -429,6 +433,11 @@ export class Session implements Recipient {
       keep.sort((a, b) => a.seq - b.seq);
       this.queue = keep;
     }
+  }
+
+  /** A shared-subscription entry that another member may take: QoS 1, or not sent yet. */
+  private mayRedistribute(e: OutEntry): boolean {
+    return e.group !== null && e.state !== QueueState.Released && (e.qos === 1 || e.seq > this.sentSeq);
   }
 
   /** The session ends: drop everything, give shared messages to another member. */

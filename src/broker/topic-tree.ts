@@ -57,7 +57,7 @@ export class Subscription {
 }
 
 /**
- * A shared subscription group `$share/{name}/{filter}`: each message goes to one member [MQTT-4.8.2-?].
+ * A shared subscription group `$share/{name}/{filter}`: each message goes to one member (§4.8.2).
  * Members that are online and have room are served round-robin; if none has room, an online member
  * queues it; if none is online, a persistent member queues it; else the message is dropped.
  */

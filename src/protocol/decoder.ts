@@ -80,7 +80,7 @@ const REASONS_ALLOWED: Uint16Array = (() => {
 })();
 
 const REASON_REFS: Readonly<Record<number, string>> = {
-  2: 'MQTT-3.2.2-8', 4: 'MQTT-3.4.2-1', 5: 'MQTT-3.5.2-1', 6: 'MQTT-3.6.2-1', 7: 'MQTT-3.7.2.1-1',
+  2: 'MQTT-3.2.2-8', 4: 'MQTT-3.4.2-1', 5: 'MQTT-3.5.2-1', 6: 'MQTT-3.6.2-1', 7: 'MQTT-3.7.2-1',
   9: 'MQTT-3.9.3-2', 11: 'MQTT-3.11.3-2', 14: 'MQTT-3.14.2-1', 15: 'MQTT-3.15.2-1',
 };
 

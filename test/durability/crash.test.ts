@@ -345,6 +345,44 @@ describe('SIGKILL never loses an acknowledged message', () => {
   });
 });
 
+describe('wills across a crash', () => {
+  it('the wills of connected clients, persistent or not, are published after a SIGKILL and restart [MQTT-3.1.2-8]', async () => {
+    const dir = dataDir();
+    let broker = await startPetrel(['--data-dir', dir]);
+    const watcher = new Peer();
+    await watcher.connect(broker.port, { clientId: 'watcher', clean: false });
+    await watcher.subscribe('will/#', 1);
+    watcher.disconnect();
+    await watcher.closed;
+    const will = (name: string, delay?: number) => ({
+      topic: `will/${name}`, payload: Buffer.from(`${name} gone`), qos: 1 as const, retain: false,
+      properties: delay === undefined ? undefined : { willDelayInterval: delay },
+    });
+    const clean311 = new Peer();
+    await clean311.connect(broker.port, { clientId: 'w-clean', clean: true, will: will('clean311') });
+    const v5noexpiry = new Peer();
+    await v5noexpiry.connect(broker.port, { clientId: 'w-v5', clean: true, version: 5, sessionExpiry: 0, will: will('v5', 30) });
+    const persistent = new Peer();
+    await persistent.connect(broker.port, { clientId: 'w-persist', clean: false, will: will('persistent') });
+    const gone = new Peer();
+    await gone.connect(broker.port, { clientId: 'w-gone', clean: true, will: will('normal') });
+    gone.disconnect(); // a normal DISCONNECT deletes the will [MQTT-3.14.4-3]
+    await gone.closed;
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await kill(broker, 'SIGKILL'), { code: null, signal: 'SIGKILL' });
+    for (const p of [clean311, v5noexpiry, persistent]) p.destroy();
+
+    broker = await startPetrel(['--data-dir', dir]);
+    await watcher.connect(broker.port, { clientId: 'watcher', clean: false });
+    // Session expiry 0 ends the session at once, so the v5 will does not wait for its 30 s delay.
+    await settle(() => watcher.received.length >= 3, () => watcher.received.length, 2000, 10_000);
+    const topics = watcher.received.map((r) => r.packet.topic).sort();
+    assert.deepEqual(topics, ['will/clean311', 'will/persistent', 'will/v5']);
+    watcher.disconnect();
+    assert.deepEqual(await kill(broker, 'SIGTERM'), { code: 0, signal: null });
+  });
+});
+
 describe('graceful restart keeps everything', () => {
   it('in-flight, queued and retained state survive SIGTERM + restart, and SIGTERM exits 0 within 5 s', async () => {
     const dir = dataDir();

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { Decoder } from '../../src/protocol/decoder.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
-import type { ConnackPacket, Packet, ProtocolVersion, PublishPacket, QoS, SubackPacket } from '../../src/protocol/packets.js';
+import type { ConnackPacket, Packet, ProtocolVersion, PublishPacket, QoS, SubackPacket, WillMessage } from '../../src/protocol/packets.js';
 
 export interface ConnectOptions {
   clientId: string;
@@ -15,6 +15,7 @@ export interface ConnectOptions {
   sessionExpiry?: number;
   receiveMaximum?: number;
   keepAlive?: number;
+  will?: WillMessage;
 }
 
 interface Outgoing {
@@ -75,7 +76,7 @@ export class Peer {
     if (props && props.receiveMaximum === undefined) delete props.receiveMaximum;
     sock.write(
       encodePacket(
-        { type: 1, protocolName: 'MQTT', protocolVersion: this.version, clean: o.clean, keepAlive: o.keepAlive ?? 60, clientId: o.clientId, properties: props },
+        { type: 1, protocolName: 'MQTT', protocolVersion: this.version, clean: o.clean, keepAlive: o.keepAlive ?? 60, clientId: o.clientId, properties: props, will: o.will },
         this.version,
       ),
     );

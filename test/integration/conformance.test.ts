@@ -377,18 +377,26 @@ describe('capabilities announced in CONNACK and enforced', T, () => {
     assert.equal(w.connack.reasonCode, 0x9a);
   });
 
-  it('wildcard and shared subscriptions switched off: announced in CONNACK, refused with 0xA2 / 0x9E in SUBACK', T, async () => {
+  it('wildcard and shared subscriptions switched off: announced in CONNACK; using them is a Protocol Error → DISCONNECT 0xA2 / 0x9E (§3.2.2.3.11, §3.2.2.3.13); 3.1.1 gets SUBACK 0x80', T, async () => {
     const b = track.broker(await startBroker({ limits: { wildcardSubscriptions: false, sharedSubscriptions: false } }));
     const c = await raw(5, {}, b);
     assert.equal(c.connack.properties?.wildcardSubscriptionAvailable, 0);
     assert.equal(c.connack.properties?.sharedSubscriptionAvailable, 0);
-    const suback = await c.client.subscribe([
+    assert.deepEqual((await c.client.subscribe([{ filter: 'wc/x', qos: 1 }])).reasonCodes, [1]);
+    c.client.sendPacket({ type: 8, packetId: c.client.nextPacketId(), subscriptions: [{ filter: 'wc/+', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    assert.equal((await c.client.expect(14)).reasonCode, 0xa2);
+    await c.client.closed();
+    const d = await raw(5, {}, b);
+    d.client.sendPacket({ type: 8, packetId: d.client.nextPacketId(), subscriptions: [{ filter: '$share/g/wc/x', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    assert.equal((await d.client.expect(14)).reasonCode, 0x9e);
+    await d.client.closed();
+    const e = await raw(4, {}, b);
+    const suback = await e.client.subscribe([
       { filter: 'wc/+', qos: 1 },
-      { filter: 'wc/#', qos: 1 },
       { filter: '$share/g/wc/x', qos: 1 },
       { filter: 'wc/x', qos: 1 },
     ]);
-    assert.deepEqual(suback.reasonCodes, [0xa2, 0xa2, 0x9e, 1]);
+    assert.deepEqual(suback.reasonCodes, [0x80, 0x80, 1]);
   });
 
   it('subscription identifiers switched off: CONNACK Subscription Identifiers Available 0; a SUBSCRIBE with one → DISCONNECT 0xA1', T, async () => {
