@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { Decoder } from '../../src/protocol/decoder.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
-import type { ConnackPacket, Packet, ProtocolVersion, PublishPacket, QoS, SubackPacket, WillMessage } from '../../src/protocol/packets.js';
+import type { ConnackPacket, Packet, Properties, ProtocolVersion, PublishPacket, QoS, SubackPacket, WillMessage } from '../../src/protocol/packets.js';
 
 export interface ConnectOptions {
   clientId: string;
@@ -98,10 +98,10 @@ export class Peer {
   }
 
   /** Send a QoS 1/2 PUBLISH; returns its packet id. */
-  publish(topic: string, payload: Buffer, qos: 1 | 2, retain = false): number {
+  publish(topic: string, payload: Buffer, qos: 1 | 2, retain = false, properties?: Properties): number {
     const pid = this.allocId();
     this.outgoing.set(pid, { topic, payload, qos, retain, state: 'sent' });
-    this.send({ type: 3, qos, dup: false, retain, topic, packetId: pid, payload });
+    this.send({ type: 3, qos, dup: false, retain, topic, packetId: pid, payload, properties });
     return pid;
   }
 
