@@ -17,6 +17,11 @@
 // - "offline":   enqueue all N (commit per B), then page through the queue with
 //                readQueue(limit B), markSent + dequeue each page, commit (an
 //                offline session that comes back)
+// - "broker100": what the broker does in the benchmark "persistent sessions, QoS 1,
+//                100 pairs": 100 sessions, each commit enqueues B messages spread
+//                round-robin over the sessions (markSent each) and dequeues the
+//                entries enqueued by the previous commit (PUBACKs of the last turn).
+//                Each session's rows interleave with the others' in the file.
 //
 // Reports queue entries per second (one entry = one enqueue + one dequeue), wall
 // clock and per CPU second of this process, best of --reps runs (default 3).
@@ -45,7 +50,7 @@ function arg(name, def) {
 const totalMessages = Number(arg('messages', '200000'));
 const batchSizes = arg('batches', '100,1000').split(',').map(Number);
 const storeNames = arg('stores', 'memory,sqlite-process,sqlite-power').split(',');
-const patterns = arg('patterns', 'cycle,pipelined,fanout10,offline').split(',');
+const patterns = arg('patterns', 'cycle,pipelined,fanout10,offline,broker100').split(',');
 const reps = Number(arg('reps', '3'));
 
 const payload = Buffer.alloc(64, 0x61);
@@ -60,7 +65,7 @@ function makeStore(name) {
 async function run(name, pattern, B, n) {
   const { store, cleanup } = makeStore(name);
   await store.open();
-  const sessions = pattern === 'fanout10' ? 10 : 1;
+  const sessions = pattern === 'fanout10' ? 10 : pattern === 'broker100' ? 100 : 1;
   const ids = [];
   for (let i = 0; i < sessions; i++) {
     ids.push(`client-${i}`);
@@ -86,7 +91,27 @@ async function run(name, pattern, B, n) {
   };
   const t0 = process.hrtime.bigint();
   const c0 = process.cpuUsage();
-  if (pattern === 'offline') {
+  if (pattern === 'broker100') {
+    // Entries spread over the sessions; per session, seqs continue from its own counter.
+    const seqs = new Array(sessions).fill(0);
+    let prev = [];
+    for (let r = 0; r <= rounds; r++) {
+      const cur = [];
+      if (r < rounds) {
+        for (let i = 0; i < B; i++) {
+          const k = i % sessions;
+          const message = { id: nextId++, topic: `bench/ps/${k}`, payload, qos: 1, retain: false, receivedAt: Date.now() };
+          const s = ++seqs[k];
+          store.enqueue(ids[k], { seq: s, message, qos: 1, retain: false, state: QueueState.Pending });
+          store.markSent(ids[k], s);
+          cur.push(k, s);
+        }
+      }
+      for (let i = 0; i < prev.length; i += 2) store.dequeue(ids[prev[i]], prev[i + 1]);
+      await store.commit();
+      prev = cur;
+    }
+  } else if (pattern === 'offline') {
     for (let r = 0; r < rounds; r++) {
       enqueueBatch();
       await store.commit();
@@ -121,7 +146,7 @@ async function run(name, pattern, B, n) {
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(c0);
   const cpuSecs = (cpu.user + cpu.system) / 1e6;
-  const entries = rounds * B * sessions;
+  const entries = rounds * B * (pattern === 'broker100' ? 1 : sessions);
   await store.close();
   cleanup();
   return { entries, secs, rate: entries / secs, cpuRate: entries / cpuSecs };

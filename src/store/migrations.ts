@@ -24,7 +24,7 @@ export interface Migration {
 /** 'PETL': written to the header's application_id of every Petrel database. */
 export const APPLICATION_ID = 0x5045544c;
 
-// Version 1.
+// Version 1 (kept as it was: a database at version 1 is migrated by step 2).
 //
 // sessions: one row per persistent session. `sid` is a compact integer key the
 //   other tables use instead of the client id. The queue statistics (last_seq,
@@ -115,6 +115,73 @@ CREATE TRIGGER retained_unref AFTER DELETE ON retained BEGIN
 END;
 `;
 
+// Version 2: single-reference messages inline in the queue row.
+//
+// Most messages are queued for one session only (point-to-point): for them a
+// separate `messages` row cost an insert, a delete and a trigger run per
+// message. In version 2:
+//
+// queue: a rowid table written in insertion order (appends), with the index
+//   queue_order (sid, seq, size, shared) for reading a session's queue in seq
+//   order, for dequeues, and for the statistics of what a dequeue removes
+//   without reading the rows (index only).
+//   - shared = 0: the message is inline: topic, received_at, expires_at,
+//     properties, payload are in the row, its qos and retain flag in `flags`.
+//     message_id is StoredMessage.id; no messages row is involved.
+//   - shared = 1: the message is the messages row message_id (counted in its
+//     refs); the inline columns are NULL.
+//   `flags` packs the small fields: bits 0-1 qos of the delivery, bit 2 its
+//   retain flag, bits 3-4 state (QueueState), bits 5-6 qos of the message,
+//   bit 7 retain flag of the message (bits 5-7 are only read for inline rows).
+//   (sid, seq) is unique; the store keeps it so (it deletes before it inserts
+//   a seq again), the index does not enforce it (a unique index would be one
+//   more B-tree to write per row).
+// messages: as in version 1, for messages referred to more than once when
+//   they are written (fan-out, retained). refs = shared queue rows + retained
+//   rows. The queue has no triggers any more: the store decrements refs (and
+//   deletes what reaches 0) with set-based statements before it deletes queue
+//   rows that are shared, which it learns from the index. retained keeps its
+//   trigger.
+// meta: 'max_message_id', the highest StoredMessage.id written (inline
+//   messages are not in `messages`, whose max(id) gave nextMessageId in v1).
+//
+// Migration from version 1: every v1 queue row becomes a shared row (its
+// message stays in `messages` with the same refs), the trigger queue_unref
+// goes with the old table, and max_message_id starts at max(messages.id).
+const SCHEMA_V2_FROM_V1 = `
+CREATE TABLE queue_v2 (
+  sid INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  shared INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  flags INTEGER NOT NULL,
+  subscription_ids TEXT,
+  topic TEXT,
+  received_at INTEGER,
+  expires_at INTEGER,
+  properties TEXT,
+  payload BLOB
+);
+
+INSERT INTO queue_v2 (sid, seq, message_id, shared, size, flags, subscription_ids)
+  SELECT sid, seq, message_id, 1, size, qos | (retain << 2) | (state << 3), subscription_ids
+  FROM queue ORDER BY sid, seq;
+
+DROP TABLE queue;
+
+ALTER TABLE queue_v2 RENAME TO queue;
+
+CREATE INDEX queue_order ON queue (sid, seq, size, shared);
+
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+INSERT INTO meta (key, value) VALUES ('max_message_id', coalesce((SELECT max(id) FROM messages), 0));
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -123,7 +190,14 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec(SCHEMA_V1);
     },
   },
-  // { version: 2, description: '...', up(db) { db.exec('ALTER TABLE ...'); } },
+  {
+    version: 2,
+    description: 'inline single-reference messages in queue rows (rowid table + index queue_order), no queue triggers, meta.max_message_id',
+    up(db) {
+      db.exec(SCHEMA_V2_FROM_V1);
+    },
+  },
+  // { version: 3, description: '...', up(db) { db.exec('ALTER TABLE ...'); } },
 ];
 
 /** The version this build writes and reads. */

@@ -6,22 +6,45 @@
 // from the file by readQueue, page by page. What stays in memory is one small
 // record per session (its integer key and queue sequence numbers).
 //
+// Schema (version 2, see migrations.ts): a message referred to by exactly one
+// queue entry of a batch is written inline in that queue row; one referred to
+// more than once (fan-out, retained) is written once to `messages` with a
+// reference count, and its queue rows point to it (`shared`).
+//
 // Within a batch:
 //  - an enqueue() followed by a dequeue() of the same entry cancel out (nothing
 //    is written for them, the entry's message is not stored if nothing else
 //    refers to it);
 //  - markReleased() of an entry enqueued in the same batch changes the pending
 //    insert instead of adding an update;
-//  - markSent() and the queue counters become one UPDATE per session;
-//  - each message is written once, with its reference count (see
-//    migrations.ts for the schema and the triggers that release messages).
+//  - markSent() and the queue counters of every session touched become one
+//    UPDATE ... FROM (VALUES ...) per 32 sessions;
+//  - each message is written once: inline if the batch refers to it once,
+//    else to `messages` with the number of references the batch adds.
 //
-// Reference counting: commit() first adds, for every message of the batch,
-// the number of references the batch creates (upsert); then it applies the
-// operations in order, and the triggers subtract a reference for every queue
-// or retained row deleted, deleting the message when none is left. Because
-// the increments come first, a message's count never reaches zero while a
-// later operation of the same batch will still refer to it.
+// Batch bookkeeping allocates as little as it can per operation (GC is a large
+// part of a busy broker's time): enqueues are kept in parallel arrays (the
+// caller's QueueEntry itself, its session, its state), the entries pending
+// per session as a list of indexes searched by seq, and the messages referred
+// to more than once are detected without a map lookup in the usual case
+// (message ids increase, the enqueues of one message come one after another).
+//
+// Reference counting of shared messages: commit() first adds, for every shared
+// message of the batch, the number of references the batch creates (upsert);
+// then it applies the operations in order. Before it deletes queue rows (a
+// dequeue, deleteSession), it subtracts their references from the messages
+// they point to and deletes the messages left with none; the trigger of the
+// retained table does the same for retained rows. Because the increments
+// come first, a message's count never reaches zero while a later operation of
+// the same batch will still refer to it.
+//
+// Queue statistics: count and bytes change by what the batch inserts (known)
+// and by what its dequeues delete, which a SELECT on the index queue_order
+// counts (rows, bytes, shared rows) before the DELETE (no trigger: a row
+// trigger costs as much as the delete itself, even with a WHEN that is false).
+// Dequeues of consecutive seqs of a session (the usual case: acknowledgements
+// in order) become one range each; the other seqs, of all sessions together,
+// go by (sid, seq) IN (VALUES ...) lists of 32.
 //
 // Durability: journal_mode=WAL. 'process' (default): synchronous=NORMAL, a
 // commit is in the WAL (the OS has it) when commit() returns, which survives
@@ -91,7 +114,11 @@ function loadDriver(): typeof BetterSqlite3 {
   return driver;
 }
 
+
 // ---- the batch ----
+
+/** eState value of an enqueue cancelled by a later dequeue or deleteSession of the batch. */
+const CANCELLED = -1;
 
 /** Per-session state kept in memory: O(1) per session, no entries. */
 interface SessInfo {
@@ -102,8 +129,10 @@ interface SessInfo {
   deleted: boolean;
   /** In the batch's `touched` list: its stats row is rewritten at commit. */
   touched: boolean;
-  /** Enqueues of the current batch that have not been cancelled, by seq. */
-  pending: Map<number, EnqueueOp> | null;
+  /** Enqueues of the current batch for this session (indexes into the batch arrays), in the order made. */
+  pend: number[] | null;
+  /** seq -> index, once the seqs of `pend` stopped increasing (rare); until then `pend` is searched by seq. */
+  pendMap: Map<number, number> | null;
   /** Dequeues of the current batch of entries not enqueued in it. */
   dequeues: number[] | null;
   /** Filled in while a commit runs. */
@@ -116,7 +145,6 @@ const K = {
   DeleteSession: 1,
   PutSub: 2,
   DeleteSub: 3,
-  Enqueue: 4,
   Release: 6,
   AddInbound: 7,
   RemoveInbound: 8,
@@ -127,26 +155,18 @@ interface PutSessionOp { kind: typeof K.PutSession; s: SessInfo; clientId: strin
 interface DeleteSessionOp { kind: typeof K.DeleteSession; s: SessInfo }
 interface PutSubOp { kind: typeof K.PutSub; s: SessInfo; sub: SubscriptionRecord }
 interface DeleteSubOp { kind: typeof K.DeleteSub; s: SessInfo; filter: string }
-interface EnqueueOp {
-  kind: typeof K.Enqueue;
-  s: SessInfo;
-  cancelled: boolean;
-  seq: number;
-  message: StoredMessage;
-  qos: QoS;
-  retain: boolean;
-  subscriptionIds: number[] | undefined;
-  state: QueueState;
-}
 interface SeqOp { kind: typeof K.Release; s: SessInfo; seq: number }
 interface InboundOp { kind: typeof K.AddInbound | typeof K.RemoveInbound; s: SessInfo; packetId: number }
 interface RetainOp { kind: typeof K.Retain; topic: string; message: StoredMessage | null }
-type Op = PutSessionOp | DeleteSessionOp | PutSubOp | DeleteSubOp | EnqueueOp | SeqOp | InboundOp | RetainOp;
+/** Operations other than enqueues (those are in the batch arrays). */
+type Op = PutSessionOp | DeleteSessionOp | PutSubOp | DeleteSubOp | SeqOp | InboundOp | RetainOp;
 
-interface BatchMessage {
+interface SharedMessage {
   message: StoredMessage;
-  /** References this batch adds (enqueues and retained sets not cancelled). */
+  /** References the batch adds (enqueues not cancelled, retained sets). */
   refs: number;
+  /** Set as retained in the batch: written to `messages` even with one reference. */
+  retained: boolean;
 }
 
 // ---- rows ----
@@ -181,12 +201,31 @@ interface SubscriptionRow {
 
 /** [id, topic, qos, retain, received_at, expires_at, properties, payload] */
 type MessageCols = [number, string, number, number, number, number | null, string | null, Buffer | null];
-/** [seq, qos, retain, state, subscription_ids, ...MessageCols] */
-type QueueCols = [number, number, number, number, string | null, ...MessageCols];
+/**
+ * [seq, flags, subscription_ids, message_id,
+ *  inline: topic, received_at, expires_at, properties, payload,
+ *  shared (messages row): topic, qos, retain, received_at, expires_at, properties, payload]
+ */
+type QueueCols = [
+  number, number, string | null, number,
+  string | null, number | null, number | null, string | null, Buffer | null,
+  string | null, number | null, number | null, number | null, number | null, string | null, Buffer | null,
+];
+/** count(*), sum(size), sum(shared) of the rows a dequeue statement will delete. */
+type DequeueStats = [number, number | null, number | null];
+/** The same per session: sid, count(*), sum(size), sum(shared). */
+type PairStats = [number, number, number | null, number | null];
 
 const MESSAGE_COLS = 'm.id, m.topic, m.qos, m.retain, m.received_at, m.expires_at, m.properties, m.payload';
 
-function messageFrom(r: MessageCols | QueueCols, o: number): StoredMessage {
+// queue.flags (see migrations.ts, version 2).
+const F_RETAIN = 1 << 2;
+const F_STATE_SHIFT = 3;
+const F_STATE_MASK = 3 << F_STATE_SHIFT;
+const F_MSG_QOS_SHIFT = 5;
+const F_MSG_RETAIN = 1 << 7;
+
+function messageFrom(r: MessageCols, o: number): StoredMessage {
   const m: StoredMessage = {
     id: r[o] as number,
     topic: r[o + 1] as string,
@@ -199,6 +238,37 @@ function messageFrom(r: MessageCols | QueueCols, o: number): StoredMessage {
   if (expiresAt !== null) m.expiresAt = expiresAt;
   const props = r[o + 6] as string | null;
   if (props !== null) m.properties = decodeProperties(props);
+  return m;
+}
+
+/** The message of a queue row; null if the row is shared and its message is missing (a damaged file). */
+function queueMessageFrom(r: QueueCols): StoredMessage | null {
+  const flags = r[1];
+  let m: StoredMessage;
+  if (r[4] !== null) {
+    m = {
+      id: r[3],
+      topic: r[4],
+      payload: r[8] ?? Buffer.alloc(0),
+      qos: ((flags >> F_MSG_QOS_SHIFT) & 3) as QoS,
+      retain: (flags & F_MSG_RETAIN) !== 0,
+      receivedAt: r[5] as number,
+    };
+    if (r[6] !== null) m.expiresAt = r[6];
+    if (r[7] !== null) m.properties = decodeProperties(r[7]);
+  } else {
+    if (r[9] === null) return null;
+    m = {
+      id: r[3],
+      topic: r[9],
+      payload: r[15] ?? Buffer.alloc(0),
+      qos: r[10] as QoS,
+      retain: r[11] !== 0,
+      receivedAt: r[12] as number,
+    };
+    if (r[13] !== null) m.expiresAt = r[13];
+    if (r[14] !== null) m.properties = decodeProperties(r[14]);
+  }
   return m;
 }
 
@@ -221,15 +291,27 @@ export class SqliteStore implements Store {
 
   private readonly sessions = new Map<string, SessInfo>();
   private nextSid = 1;
+  /** meta.max_message_id as committed. */
+  private maxIdWritten = 0;
 
   // The batch.
   private ops: Op[] = [];
-  private messages = new Map<number, BatchMessage>();
+  // Enqueues, in the order made: the caller's entry, its session, its state (or CANCELLED).
+  private eEntry: QueueEntry[] = [];
+  private eSess: SessInfo[] = [];
+  private eState: number[] = [];
+  /** Highest message id enqueued in the batch (the previous enqueue of the same id is then in the batch). */
+  private eMaxId = -Infinity;
+  /** Highest message id of the batch's enqueues and retained sets (for meta.max_message_id). */
+  private batchMaxId = 0;
+  /** Ids of the batch's messages that may be referred to more than once (enqueued twice, or set as retained). */
+  private multi: Set<number> | null = null;
+  /** Message ids enqueued in the batch; made only when an id lower than eMaxId comes (not in order). */
+  private seen: Set<number> | null = null;
   private touched: SessInfo[] = [];
-  /** Rows and payload bytes removed by the last queue DELETE (counted by a temporary trigger). */
-  private dqRows = 0;
-  private dqBytes = 0;
-  private readonly dqArgs: unknown[] = [];
+  /** Dequeues that are not part of a run of consecutive seqs, gathered over the sessions: session, seq. */
+  private readonly pairSess: SessInfo[] = [];
+  private readonly pairSeq: number[] = [];
 
   constructor(options: SqliteStoreOptions) {
     if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new TypeError('SqliteStore: dataDir must be a non-empty path');
@@ -283,21 +365,12 @@ export class SqliteStore implements Store {
         db.pragma('checkpoint_fullfsync = ON');
       }
       db.pragma(`cache_size = -${CACHE_SIZE_KIB}`);
-      // Statement journals (multi-row statements, triggers) in memory, not
-      // spilled to temporary files past 64 KiB.
+      // Statement journals (multi-row statements) in memory, not spilled to
+      // temporary files past 64 KiB.
       db.pragma('temp_store = MEMORY');
       db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
       db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
       migrate(db);
-      // Counts the queue rows a DELETE removes, with their sizes, for the
-      // queue statistics (RETURNING would cost an ephemeral table per call).
-      // TEMP: exists only in this connection, not in the file.
-      db.function('petrel_dequeued', { deterministic: false, directOnly: true }, (size: unknown) => {
-        this.dqRows++;
-        this.dqBytes += size as number;
-        return null;
-      });
-      db.exec('CREATE TEMP TRIGGER petrel_queue_deleted AFTER DELETE ON main.queue BEGIN SELECT petrel_dequeued(OLD.size); END');
       this.st = prepare(db);
       this.txn = db.transaction(() => this.apply());
       this.db = db;
@@ -402,8 +475,9 @@ export class SqliteStore implements Store {
     }
     for (const [sid, packetId] of st.loadInbound.all()) bySid.get(sid)?.inboundQos2.push(packetId);
     const retained = st.loadRetained.all().map((r) => messageFrom(r, 0));
-    const maxId = st.maxMessageId.get() ?? null;
-    return { sessions, retained, nextMessageId: (maxId ?? 0) + 1 };
+    this.maxIdWritten = st.maxIdWritten.get() ?? 0;
+    const maxId = Math.max(this.maxIdWritten, st.maxMessageId.get() ?? 0);
+    return { sessions, retained, nextMessageId: maxId + 1 };
   }
 
   // ---- writes ----
@@ -424,12 +498,11 @@ export class SqliteStore implements Store {
     if (s === undefined) return;
     this.sessions.delete(clientId);
     s.deleted = true;
-    if (s.pending !== null) {
-      for (const op of s.pending.values()) {
-        op.cancelled = true;
-        this.ref(op.message, -1);
-      }
-      s.pending = null;
+    const pend = s.pend;
+    if (pend !== null) {
+      for (let i = 0; i < pend.length; i++) this.eState[pend[i]!] = CANCELLED;
+      s.pend = null;
+      s.pendMap = null;
     }
     this.ops.push({ kind: K.DeleteSession, s });
   }
@@ -451,20 +524,19 @@ export class SqliteStore implements Store {
     const seq = entry.seq;
     // A seq already used (not expected): the new entry replaces the old one.
     if (seq <= s.lastSeq) this.dequeue(clientId, seq);
-    const op: EnqueueOp = {
-      kind: K.Enqueue,
-      s,
-      cancelled: false,
-      seq,
-      message: entry.message,
-      qos: entry.qos,
-      retain: entry.retain,
-      subscriptionIds: entry.subscriptionIds,
-      state: entry.state,
-    };
-    this.ops.push(op);
-    (s.pending ??= new Map()).set(seq, op);
-    this.ref(entry.message, 1);
+    const idx = this.eEntry.length;
+    this.eEntry.push(entry);
+    this.eSess.push(s);
+    this.eState.push(entry.state);
+    const pend = s.pend;
+    if (pend === null) s.pend = [idx];
+    else {
+      // Searchable by seq while the seqs increase (the broker's order); else by a map.
+      if (s.pendMap === null && seq <= this.eEntry[pend[pend.length - 1]!]!.seq) s.pendMap = this.pendMapOf(pend);
+      pend.push(idx);
+    }
+    if (s.pendMap !== null) s.pendMap.set(seq, idx);
+    this.noteEnqueued(entry.message.id, idx);
     if (seq > s.lastSeq) s.lastSeq = seq;
     this.touch(s);
   }
@@ -481,8 +553,8 @@ export class SqliteStore implements Store {
     this.openDb();
     const s = this.sessions.get(clientId);
     if (s === undefined) return;
-    const pending = s.pending?.get(seq);
-    if (pending !== undefined) pending.state = QueueState.Released;
+    const i = this.pendingIndex(s, seq);
+    if (i >= 0) this.eState[i] = QueueState.Released;
     else this.ops.push({ kind: K.Release, s, seq });
   }
 
@@ -490,11 +562,10 @@ export class SqliteStore implements Store {
     this.openDb();
     const s = this.sessions.get(clientId);
     if (s === undefined) return;
-    const pending = s.pending?.get(seq);
-    if (pending !== undefined) {
-      pending.cancelled = true;
-      s.pending!.delete(seq);
-      this.ref(pending.message, -1);
+    const i = this.pendingIndex(s, seq);
+    if (i >= 0) {
+      this.eState[i] = CANCELLED;
+      s.pendMap?.delete(seq);
       return;
     }
     (s.dequeues ??= []).push(seq);
@@ -515,7 +586,10 @@ export class SqliteStore implements Store {
   setRetained(topic: string, message: StoredMessage | null): void {
     this.openDb();
     this.ops.push({ kind: K.Retain, topic, message });
-    if (message !== null) this.ref(message, 1);
+    if (message !== null) {
+      (this.multi ??= new Set()).add(message.id);
+      if (message.id > this.batchMaxId) this.batchMaxId = message.id;
+    }
   }
 
   commit(): Promise<void> {
@@ -536,19 +610,29 @@ export class SqliteStore implements Store {
     const s = this.sessions.get(clientId);
     if (s === undefined || !(limit > 0)) return [];
     const rows = this.st!.readQueue.all(s.sid, fromSeq, Math.min(Math.floor(limit), 0x7fffffff));
-    const out = new Array<QueueEntry>(rows.length);
-    // Entries of one page that refer to the same message share one object.
-    const byId = new Map<number, StoredMessage>();
+    const out: QueueEntry[] = [];
+    // Entries of one page that refer to the same stored message share one object.
+    let byId: Map<number, StoredMessage> | null = null;
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
-      let message = byId.get(r[5]);
+      let message: StoredMessage | undefined;
+      if (r[4] === null) message = (byId ??= new Map()).get(r[3]);
       if (message === undefined) {
-        message = messageFrom(r, 5);
-        byId.set(message.id, message);
+        const m = queueMessageFrom(r);
+        if (m === null) continue; // shared row without its message: a damaged file (as v1's inner join did, skip it)
+        if (r[4] === null) byId!.set(m.id, m);
+        message = m;
       }
-      const entry: QueueEntry = { seq: r[0], message, qos: r[1] as QoS, retain: r[2] !== 0, state: r[3] as QueueState };
-      if (r[4] !== null) entry.subscriptionIds = decodeIds(r[4]);
-      out[i] = entry;
+      const flags = r[1];
+      const entry: QueueEntry = {
+        seq: r[0],
+        message,
+        qos: (flags & 3) as QoS,
+        retain: (flags & F_RETAIN) !== 0,
+        state: ((flags & F_STATE_MASK) >> F_STATE_SHIFT) as QueueState,
+      };
+      if (r[2] !== null) entry.subscriptionIds = decodeIds(r[2]);
+      out.push(entry);
     }
     return out;
   }
@@ -575,10 +659,58 @@ export class SqliteStore implements Store {
     }
   }
 
-  private ref(message: StoredMessage, delta: number): void {
-    const bm = this.messages.get(message.id);
-    if (bm !== undefined) bm.refs += delta;
-    else this.messages.set(message.id, { message, refs: delta });
+  /** Index of the live (not cancelled) enqueue of `seq` in this batch for `s`, or -1. */
+  private pendingIndex(s: SessInfo, seq: number): number {
+    const pend = s.pend;
+    if (pend === null) return -1;
+    if (s.pendMap !== null) return s.pendMap.get(seq) ?? -1;
+    // The seqs of pend increase: binary search.
+    const entries = this.eEntry;
+    let lo = 0;
+    let hi = pend.length - 1;
+    if (seq < entries[pend[0]!]!.seq || seq > entries[pend[hi]!]!.seq) return -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const idx = pend[mid]!;
+      const x = entries[idx]!.seq;
+      if (x === seq) return this.eState[idx] === CANCELLED ? -1 : idx;
+      if (x < seq) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  private pendMapOf(pend: number[]): Map<number, number> {
+    const map = new Map<number, number>();
+    for (let i = 0; i < pend.length; i++) {
+      const idx = pend[i]!;
+      if (this.eState[idx] !== CANCELLED) map.set(this.eEntry[idx]!.seq, idx);
+    }
+    return map;
+  }
+
+  /** Notes the message id of the enqueue at `idx`: a second reference in the batch makes it `multi`. */
+  private noteEnqueued(id: number, idx: number): void {
+    if (id > this.batchMaxId) this.batchMaxId = id;
+    if (this.multi !== null && this.multi.has(id)) return;
+    if (id > this.eMaxId) {
+      // A new id (the usual case: ids increase).
+      this.eMaxId = id;
+      this.seen?.add(id);
+    } else if (id === this.eMaxId) {
+      // The same message as an earlier enqueue of this batch (fan-out).
+      (this.multi ??= new Set()).add(id);
+    } else {
+      // Out of order: look it up among every id enqueued so far.
+      let seen = this.seen;
+      if (seen === null) {
+        seen = new Set();
+        for (let i = 0; i < idx; i++) seen.add(this.eEntry[i]!.message.id);
+        this.seen = seen;
+      }
+      if (seen.has(id)) (this.multi ??= new Set()).add(id);
+      else seen.add(id);
+    }
   }
 
   /** Commit the batch now (synchronously). On failure the batch stays, to be retried by the next commit. */
@@ -594,52 +726,107 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw err instanceof StoreError ? err : mapError(err, this.path, 'commit');
     }
+    if (this.batchMaxId > this.maxIdWritten) this.maxIdWritten = this.batchMaxId;
     for (let i = 0; i < touched.length; i++) {
       const s = touched[i]!;
       s.touched = false;
-      s.pending = null;
+      s.pend = null;
+      s.pendMap = null;
       s.dequeues = null;
     }
     this.ops = [];
     this.touched = [];
-    this.messages = new Map();
+    this.eEntry = [];
+    this.eSess = [];
+    this.eState = [];
+    this.eMaxId = -Infinity;
+    this.batchMaxId = 0;
+    this.multi = null;
+    this.seen = null;
+  }
+
+  /**
+   * The messages of the batch written to `messages` (id -> references added):
+   * those set as retained, and those enqueued more than once (not cancelled).
+   * Null when there are none.
+   */
+  private sharedMessages(): Map<number, SharedMessage> | null {
+    const multi = this.multi;
+    if (multi === null) return null;
+    const found = new Map<number, SharedMessage>();
+    const entries = this.eEntry;
+    const state = this.eState;
+    for (let i = 0; i < entries.length; i++) {
+      if (state[i] === CANCELLED) continue;
+      const m = entries[i]!.message;
+      if (!multi.has(m.id)) continue;
+      const sm = found.get(m.id);
+      if (sm !== undefined) sm.refs++;
+      else found.set(m.id, { message: m, refs: 1, retained: false });
+    }
+    const ops = this.ops;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      if (op.kind !== K.Retain || op.message === null) continue;
+      const sm = found.get(op.message.id);
+      if (sm !== undefined) {
+        sm.refs++;
+        sm.retained = true;
+      } else found.set(op.message.id, { message: op.message, refs: 1, retained: true });
+    }
+    let shared: Map<number, SharedMessage> | null = null;
+    for (const [id, sm] of found) {
+      // One reference from one enqueue: inline.
+      if (sm.refs > 1 || sm.retained) (shared ??= new Map()).set(id, sm);
+    }
+    return shared;
   }
 
   /**
    * The body of the commit transaction:
-   *  1. the messages of the batch with the references it adds (multi-row upserts);
+   *  1. the shared messages of the batch with the references it adds (multi-row upserts);
    *  2. the other operations, in order;
-   *  3. the dequeues, per session (DELETE ... seq IN (up to 32 seqs)). A dequeue
-   *     commutes with every operation of steps 1-2: with markReleased of the same
-   *     entry (the entry is gone either way), deleteSession (same), setRetained
-   *     and the message upserts (the references of step 1 keep every message the
-   *     batch still refers to);
+   *  3. the dequeues: runs of consecutive seqs of a session as one range each,
+   *     the other seqs of all sessions as lists of 32. A dequeue commutes with every
+   *     operation of steps 1-2: with markReleased of the same entry (the entry
+   *     is gone either way), deleteSession (same), setRetained and the message
+   *     upserts (the references of step 1 keep every message the batch still
+   *     refers to);
    *  4. the queue rows of the enqueues that were not cancelled (multi-row inserts).
    *     They can go last: a later operation of the same batch on the same entry
    *     (dequeue, markReleased, deleteSession, a second enqueue of the seq) was
    *     already folded into the pending entry or cancelled it, and a dequeue of a
    *     committed entry whose seq is enqueued again (step 3) must run first;
-   *  5. one stats update per session touched.
+   *  5. the stats of the sessions touched (one statement per 32), and meta.max_message_id.
    */
   private apply(): void {
     const st = this.st!;
-    const mw = st.messageWriter;
-    mw.reset();
-    for (const bm of this.messages.values()) {
-      if (bm.refs <= 0) continue;
-      const m = bm.message;
-      mw.v.push(m.id, bm.refs, m.topic, m.qos, b(m.retain), m.receivedAt, m.expiresAt ?? null, encodeProperties(m.properties), m.payload);
-      mw.endRow();
+    st.sharedWriter.reset();
+    st.inlineWriter.reset();
+    st.plainWriter.reset();
+    st.messageWriter.reset();
+    const shared = this.sharedMessages();
+    if (shared !== null) {
+      const mw = st.messageWriter;
+      for (const sm of shared.values()) {
+        const m = sm.message;
+        mw.add(m.id);
+        mw.add(sm.refs);
+        mw.add(m.topic);
+        mw.add(m.qos);
+        mw.add(b(m.retain));
+        mw.add(m.receivedAt);
+        mw.add(m.expiresAt ?? null);
+        mw.add(encodeProperties(m.properties));
+        mw.add(m.payload);
+        mw.endRow();
+      }
+      mw.flush();
     }
-    mw.flush();
     const ops = this.ops;
-    let enqueues = 0;
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       switch (op.kind) {
-        case K.Enqueue:
-          enqueues++;
-          break;
         case K.Release:
           st.releaseQueue.run(op.s.sid, op.seq);
           break;
@@ -663,6 +850,8 @@ export class SqliteStore implements Store {
         }
         case K.DeleteSession: {
           const sid = op.s.sid;
+          st.unrefSession.run(sid);
+          st.dropUnrefSession.run(sid);
           st.deleteSessionQueue.run(sid);
           st.deleteSessionSubs.run(sid);
           st.deleteSessionInbound.run(sid);
@@ -690,80 +879,210 @@ export class SqliteStore implements Store {
       }
     }
     const touched = this.touched;
+    this.pairSess.length = 0;
+    this.pairSeq.length = 0;
     for (let i = 0; i < touched.length; i++) {
       const s = touched[i]!;
-      const seqs = s.dequeues;
-      if (seqs === null || s.deleted) continue;
-      // The temporary trigger counts the rows deleted into dqRows/dqBytes.
-      this.dqRows = 0;
-      this.dqBytes = 0;
-      const v = this.dqArgs;
-      for (let k = 0; k < seqs.length; k += DELETES_PER_STATEMENT) {
-        const n = Math.min(DELETES_PER_STATEMENT, seqs.length - k);
-        v.length = 0;
-        v.push(s.sid);
-        for (let x = 0; x < n; x++) v.push(seqs[k + x]);
-        st.deleteQueue(n).run(v);
-      }
-      s.countDelta -= this.dqRows;
-      s.bytesDelta -= this.dqBytes;
+      if (s.dequeues !== null && !s.deleted) this.applyDequeues(s, s.dequeues);
     }
-    if (enqueues > 0) {
-      const qw = st.queueWriter;
-      qw.reset();
-      for (let i = 0; i < ops.length; i++) {
-        const op = ops[i]!;
-        if (op.kind !== K.Enqueue || op.cancelled) continue;
-        const size = op.message.payload.length;
-        qw.v.push(op.s.sid, op.seq, op.message.id, size, op.qos, b(op.retain), op.state, encodeIds(op.subscriptionIds));
-        qw.endRow();
-        op.s.countDelta++;
-        op.s.bytesDelta += size;
+    const pairs = this.pairSeq.length;
+    for (let k = 0; k < pairs; k += DELETES_PER_STATEMENT) this.dequeuePairs(k, Math.min(DELETES_PER_STATEMENT, pairs - k));
+    this.pairSess.length = 0;
+    this.pairSeq.length = 0;
+    const entries = this.eEntry;
+    const sess = this.eSess;
+    const state = this.eState;
+    for (let i = 0; i < entries.length; i++) {
+      const st8 = state[i]!;
+      if (st8 === CANCELLED) continue;
+      const e = entries[i]!;
+      const s = sess[i]!;
+      const m = e.message;
+      const size = m.payload.length;
+      const flags = e.qos | (e.retain ? F_RETAIN : 0) | (st8 << F_STATE_SHIFT) | (m.qos << F_MSG_QOS_SHIFT) | (m.retain ? F_MSG_RETAIN : 0);
+      if (shared !== null && shared.has(m.id)) {
+        const w = st.sharedWriter;
+        w.add(s.sid);
+        w.add(e.seq);
+        w.add(m.id);
+        w.add(size);
+        w.add(flags);
+        w.add(encodeIds(e.subscriptionIds));
+        w.endRow();
+      } else if (m.expiresAt === undefined && m.properties == null && e.subscriptionIds === undefined) {
+        const w = st.plainWriter;
+        w.add(s.sid);
+        w.add(e.seq);
+        w.add(m.id);
+        w.add(size);
+        w.add(flags);
+        w.add(m.topic);
+        w.add(m.receivedAt);
+        w.add(m.payload);
+        w.endRow();
+      } else {
+        const w = st.inlineWriter;
+        w.add(s.sid);
+        w.add(e.seq);
+        w.add(m.id);
+        w.add(size);
+        w.add(flags);
+        w.add(encodeIds(e.subscriptionIds));
+        w.add(m.topic);
+        w.add(m.receivedAt);
+        w.add(m.expiresAt ?? null);
+        w.add(encodeProperties(m.properties));
+        w.add(m.payload);
+        w.endRow();
       }
-      qw.flush();
+      s.countDelta++;
+      s.bytesDelta += size;
     }
+    st.sharedWriter.flush();
+    st.plainWriter.flush();
+    st.inlineWriter.flush();
+    const sw = st.statsWriter;
+    sw.reset();
     for (let i = 0; i < touched.length; i++) {
       const s = touched[i]!;
-      if (!s.deleted) st.updateStats.run(s.lastSeq, s.sentSeq, s.countDelta, s.bytesDelta, s.sid);
+      if (s.deleted) continue;
+      sw.add(s.sid);
+      sw.add(s.lastSeq);
+      sw.add(s.sentSeq);
+      sw.add(s.countDelta);
+      sw.add(s.bytesDelta);
+      sw.endRow();
     }
+    sw.flush();
+    if (this.batchMaxId > this.maxIdWritten) st.setMaxId.run(this.batchMaxId);
+  }
+
+  /**
+   * Deletes the entries `seqs` of a session: each run of consecutive seqs by a
+   * range, the other seqs are gathered with those of the other sessions (dequeuePairs).
+   */
+  private applyDequeues(s: SessInfo, seqs: number[]): void {
+    let sorted = true;
+    for (let i = 1; i < seqs.length; i++) {
+      if (seqs[i]! < seqs[i - 1]!) {
+        sorted = false;
+        break;
+      }
+    }
+    if (!sorted) seqs.sort((x, y) => x - y);
+    for (let i = 0; i < seqs.length; ) {
+      const first = seqs[i]!;
+      let last = first;
+      let j = i + 1;
+      // (a seq dequeued twice is in the run once)
+      while (j < seqs.length && (seqs[j] === last || seqs[j] === last + 1)) last = seqs[j++]!;
+      if (last > first) this.dequeueRange(s, first, last);
+      else {
+        this.pairSess.push(s);
+        this.pairSeq.push(first);
+      }
+      i = j;
+    }
+  }
+
+  private dequeueRange(s: SessInfo, first: number, last: number): void {
+    const st = this.st!;
+    const sid = s.sid;
+    const r = st.rangeStats.get(sid, first, last)!;
+    const count = r[0];
+    if (count === 0) return;
+    if (r[2]! > 0) {
+      st.unrefRange.run(sid, first, last);
+      st.dropUnrefRange.run(sid, first, last);
+    }
+    st.deleteRange.run(sid, first, last);
+    s.countDelta -= count;
+    s.bytesDelta -= r[1]!;
+  }
+
+  /** Deletes the gathered (session, seq) pairs from..from+n-1 in one statement (with the statistics per session). */
+  private dequeuePairs(from: number, n: number): void {
+    const st = this.st!;
+    const args = st.pairArgs(n);
+    const sess = this.pairSess;
+    const seqs = this.pairSeq;
+    for (let i = 0; i < n; i++) {
+      args[2 * i] = sess[from + i]!.sid;
+      args[2 * i + 1] = seqs[from + i];
+    }
+    const rows = st.pairStats(n).all(...args);
+    if (rows.length === 0) return;
+    let shared = 0;
+    for (let r = 0; r < rows.length; r++) {
+      const [sid, count, bytes, sh] = rows[r]!;
+      shared += sh!;
+      // The session of this sid among the pairs (rows come by sid; n is small).
+      for (let i = from; i < from + n; i++) {
+        const s = sess[i]!;
+        if (s.sid === sid) {
+          s.countDelta -= count;
+          s.bytesDelta -= bytes!;
+          break;
+        }
+      }
+    }
+    if (shared > 0) {
+      st.unrefPairs(n).run(...args);
+      st.dropUnrefPairs(n).run(...args);
+    }
+    st.deletePairs(n).run(...args);
   }
 }
 
 function newSessInfo(sid: number, lastSeq: number, sentSeq: number): SessInfo {
-  return { sid, lastSeq, sentSeq, deleted: false, touched: false, pending: null, dequeues: null, countDelta: 0, bytesDelta: 0 };
+  return { sid, lastSeq, sentSeq, deleted: false, touched: false, pend: null, pendMap: null, dequeues: null, countDelta: 0, bytesDelta: 0 };
 }
 
 /** Rows per multi-row INSERT. */
 const ROWS_PER_INSERT = 32;
-/** Seqs per queue DELETE. */
+/** (session, seq) pairs per dequeue statement. */
 const DELETES_PER_STATEMENT = 32;
 
-/** A statement per count, prepared on first use. */
+/** A value per count, made on first use. */
 function cachedByCount<T>(make: (n: number) => T): (n: number) => T {
   const cache: (T | undefined)[] = [];
   return (n) => (cache[n] ??= make(n));
 }
 
 /**
- * A multi-row INSERT: push a row's values to `v`, then endRow(); rows are
- * written ROWS_PER_INSERT at a time (one statement call instead of one per
- * row), the rest by flush(). One prepared statement per row count, made on first use.
+ * A multi-row INSERT: add() a row's values, then endRow(); rows are written
+ * ROWS_PER_INSERT at a time (one statement call instead of one per row), the
+ * rest by flush(). One prepared statement per row count, made on first use.
+ * The values go to preallocated arrays (no garbage per row), cleared after
+ * each statement so that no payload is kept.
  */
 class RowWriter {
-  readonly v: unknown[] = [];
+  private readonly v: unknown[];
+  private n = 0;
   private rows = 0;
   private readonly stmts: (Stmt<unknown[]> | undefined)[] = [];
+  /** Exactly sized value arrays for the statements of fewer rows. */
+  private readonly partial: (unknown[] | undefined)[] = [];
 
+  /** `row`: the VALUES tuple of one row, with `width` parameters (it may hold literals). */
   constructor(
     private readonly db: Db,
     private readonly head: string,
+    private readonly row: string,
     private readonly width: number,
     private readonly tail: string,
-  ) {}
+  ) {
+    this.v = new Array<unknown>(width * ROWS_PER_INSERT).fill(null);
+  }
 
   reset(): void {
-    this.v.length = 0;
+    this.v.fill(null, 0, this.n);
+    this.n = 0;
     this.rows = 0;
+  }
+
+  add(value: unknown): void {
+    this.v[this.n++] = value;
   }
 
   endRow(): void {
@@ -771,26 +1090,52 @@ class RowWriter {
   }
 
   flush(): void {
-    const n = this.rows;
-    if (n === 0) return;
-    let stmt = this.stmts[n];
+    const rows = this.rows;
+    if (rows === 0) return;
+    let stmt = this.stmts[rows];
     if (stmt === undefined) {
-      const row = `(${new Array<string>(this.width).fill('?').join(', ')})`;
-      stmt = this.db.prepare<unknown[]>(`${this.head} ${new Array<string>(n).fill(row).join(', ')} ${this.tail}`);
-      this.stmts[n] = stmt;
+      stmt = this.db.prepare<unknown[]>(`${this.head} ${new Array<string>(rows).fill(this.row).join(', ')} ${this.tail}`);
+      this.stmts[rows] = stmt;
     }
-    stmt.run(this.v);
+    // Spread, not the array: better-sqlite3 reads an array argument element by
+    // element through the V8 API, positional arguments directly.
+    if (rows === ROWS_PER_INSERT) stmt.run(...this.v);
+    else {
+      const n = this.n;
+      const args = (this.partial[rows] ??= new Array<unknown>(n));
+      for (let i = 0; i < n; i++) args[i] = this.v[i];
+      try {
+        stmt.run(...args);
+      } finally {
+        args.fill(null);
+      }
+    }
     this.reset();
   }
 }
 
 interface Statements {
   messageWriter: RowWriter;
-  queueWriter: RowWriter;
-  /** DELETE of n seqs of one session (n = 1..DELETES_PER_STATEMENT). */
-  deleteQueue: (n: number) => Stmt<unknown[]>;
+  /** Queue rows of shared messages. */
+  sharedWriter: RowWriter;
+  /** Queue rows with their message inline, without expiry, properties or subscription ids (the usual case: fewer parameters). */
+  plainWriter: RowWriter;
+  /** Queue rows with their message inline. */
+  inlineWriter: RowWriter;
+  rangeStats: Stmt<[number, number, number], DequeueStats>;
+  unrefRange: Stmt<[number, number, number]>;
+  dropUnrefRange: Stmt<[number, number, number]>;
+  deleteRange: Stmt<[number, number, number]>;
+  /** Parameter array [sid, seq] x n for the statements of n (session, seq) pairs. */
+  pairArgs: (n: number) => unknown[];
+  pairStats: (n: number) => Stmt<unknown[], PairStats>;
+  unrefPairs: (n: number) => Stmt<unknown[]>;
+  dropUnrefPairs: (n: number) => Stmt<unknown[]>;
+  deletePairs: (n: number) => Stmt<unknown[]>;
   releaseQueue: Stmt<[number, number]>;
   putSession: Stmt<[number, string, number, number, number | null, string | null, number | null, number | null, number | null, string | null, Buffer | null]>;
+  unrefSession: Stmt<[number]>;
+  dropUnrefSession: Stmt<[number]>;
   deleteSessionQueue: Stmt<[number]>;
   deleteSessionSubs: Stmt<[number]>;
   deleteSessionInbound: Stmt<[number]>;
@@ -801,26 +1146,64 @@ interface Statements {
   removeInbound: Stmt<[number, number]>;
   deleteRetained: Stmt<[string]>;
   insertRetained: Stmt<[string, number]>;
-  updateStats: Stmt<[number, number, number, number, number]>;
+  /** Stats of the sessions touched: (sid, last_seq, sent_seq, count delta, bytes delta) rows. */
+  statsWriter: RowWriter;
+  setMaxId: Stmt<[number]>;
   readQueue: Stmt<[number, number, number], QueueCols>;
   loadSessions: Stmt<[], SessionRow>;
   loadSubscriptions: Stmt<[], SubscriptionRow>;
   loadInbound: Stmt<[], [number, number]>;
   loadRetained: Stmt<[], MessageCols>;
   maxMessageId: Stmt<[], number | null>;
+  maxIdWritten: Stmt<[], number | null>;
 }
 
+// Statements that write several rows say OR FAIL: with the default (ABORT) a
+// NOT NULL check makes SQLite keep a statement journal (a copy of every page the
+// statement changes, to undo that statement alone). Here any failure rolls back
+// the whole commit transaction anyway, so FAIL (stop, keep the statement's
+// changes until that rollback) is as safe and needs no statement journal.
 function prepare(db: Db): Statements {
+  const pairList = (n: number): string => `(sid, seq) IN (VALUES ${new Array<string>(n).fill('(?, ?)').join(', ')})`;
+  const range = 'sid = ? AND seq BETWEEN ? AND ?';
+  // Reference counting of the shared rows among those a dequeue deletes: subtract
+  // their references (a message may be in the set more than once), then delete
+  // the messages left without any. Run only when the set has shared rows.
+  const unref = (where: string): string =>
+    `UPDATE OR FAIL messages SET refs = refs - c.n FROM (SELECT message_id AS id, count(*) AS n FROM queue WHERE ${where} AND shared = 1 GROUP BY message_id) AS c ` +
+    'WHERE messages.id = c.id';
+  const dropUnref = (where: string): string => `DELETE FROM messages WHERE refs <= 0 AND id IN (SELECT message_id FROM queue WHERE ${where} AND shared = 1)`;
+  // Counted on the index queue_order alone.
+  const stats = (where: string): string => `SELECT count(*), sum(size), sum(shared) FROM queue WHERE ${where}`;
   return {
     messageWriter: new RowWriter(
       db,
-      'INSERT INTO messages (id, refs, topic, qos, retain, received_at, expires_at, properties, payload) VALUES',
+      'INSERT OR FAIL INTO messages (id, refs, topic, qos, retain, received_at, expires_at, properties, payload) VALUES',
+      '(?, ?, ?, ?, ?, ?, ?, ?, ?)',
       9,
       'ON CONFLICT (id) DO UPDATE SET refs = refs + excluded.refs',
     ),
-    queueWriter: new RowWriter(db, 'INSERT INTO queue (sid, seq, message_id, size, qos, retain, state, subscription_ids) VALUES', 8, ''),
-    deleteQueue: cachedByCount((n) => db.prepare<unknown[]>(`DELETE FROM queue WHERE sid = ? AND seq IN (${new Array<string>(n).fill('?').join(', ')})`)),
-    releaseQueue: db.prepare(`UPDATE queue SET state = ${QueueState.Released} WHERE sid = ? AND seq = ?`),
+    sharedWriter: new RowWriter(db, 'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, subscription_ids) VALUES', '(?, ?, ?, 1, ?, ?, ?)', 6, ''),
+    plainWriter: new RowWriter(db, 'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, topic, received_at, payload) VALUES', '(?, ?, ?, 0, ?, ?, ?, ?, ?)', 8, ''),
+    inlineWriter: new RowWriter(
+      db,
+      'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, subscription_ids, topic, received_at, expires_at, properties, payload) VALUES',
+      '(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)',
+      11,
+      '',
+    ),
+    rangeStats: db.prepare<[number, number, number], DequeueStats>(stats(range)).raw(),
+    unrefRange: db.prepare(unref(range)),
+    dropUnrefRange: db.prepare(dropUnref(range)),
+    deleteRange: db.prepare(`DELETE FROM queue WHERE ${range}`),
+    pairArgs: cachedByCount((n) => new Array<unknown>(2 * n)),
+    pairStats: cachedByCount((n) =>
+      db.prepare<unknown[], PairStats>(`SELECT sid, count(*), sum(size), sum(shared) FROM queue WHERE ${pairList(n)} GROUP BY sid`).raw(),
+    ),
+    unrefPairs: cachedByCount((n) => db.prepare<unknown[]>(unref(pairList(n)))),
+    dropUnrefPairs: cachedByCount((n) => db.prepare<unknown[]>(dropUnref(pairList(n)))),
+    deletePairs: cachedByCount((n) => db.prepare<unknown[]>(`DELETE FROM queue WHERE ${pairList(n)}`)),
+    releaseQueue: db.prepare(`UPDATE queue SET flags = (flags & ${~F_STATE_MASK}) | ${QueueState.Released << F_STATE_SHIFT} WHERE sid = ? AND seq = ?`),
     putSession: db.prepare(
       'INSERT INTO sessions (sid, client_id, protocol_version, expiry_interval, disconnected_at, will_topic, will_qos, will_retain, will_delay, will_properties, will_payload) ' +
         'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET ' +
@@ -828,6 +1211,8 @@ function prepare(db: Db): Statements {
         'will_topic = excluded.will_topic, will_qos = excluded.will_qos, will_retain = excluded.will_retain, will_delay = excluded.will_delay, ' +
         'will_properties = excluded.will_properties, will_payload = excluded.will_payload',
     ),
+    unrefSession: db.prepare(unref('sid = ?')),
+    dropUnrefSession: db.prepare(dropUnref('sid = ?')),
     deleteSessionQueue: db.prepare('DELETE FROM queue WHERE sid = ?'),
     deleteSessionSubs: db.prepare('DELETE FROM subscriptions WHERE sid = ?'),
     deleteSessionInbound: db.prepare('DELETE FROM inbound_qos2 WHERE sid = ?'),
@@ -840,10 +1225,19 @@ function prepare(db: Db): Statements {
     removeInbound: db.prepare('DELETE FROM inbound_qos2 WHERE sid = ? AND packet_id = ?'),
     deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ?'),
     insertRetained: db.prepare('INSERT INTO retained (topic, message_id) VALUES (?, ?)'),
-    updateStats: db.prepare('UPDATE sessions SET last_seq = ?, sent_seq = ?, queue_count = queue_count + ?, queue_bytes = queue_bytes + ? WHERE sid = ?'),
+    statsWriter: new RowWriter(
+      db,
+      'UPDATE OR FAIL sessions SET last_seq = v.column2, sent_seq = v.column3, queue_count = queue_count + v.column4, queue_bytes = queue_bytes + v.column5 FROM (VALUES',
+      '(?, ?, ?, ?, ?)',
+      5,
+      ') AS v WHERE sessions.sid = v.column1',
+    ),
+    setMaxId: db.prepare("UPDATE meta SET value = max(value, ?) WHERE key = 'max_message_id'"),
     readQueue: db
       .prepare<[number, number, number], QueueCols>(
-        `SELECT q.seq, q.qos, q.retain, q.state, q.subscription_ids, ${MESSAGE_COLS} FROM queue q JOIN messages m ON m.id = q.message_id ` +
+        'SELECT q.seq, q.flags, q.subscription_ids, q.message_id, q.topic, q.received_at, q.expires_at, q.properties, q.payload, ' +
+          'm.topic, m.qos, m.retain, m.received_at, m.expires_at, m.properties, m.payload ' +
+          'FROM queue q LEFT JOIN messages m ON q.shared = 1 AND m.id = q.message_id ' +
           'WHERE q.sid = ? AND q.seq >= ? ORDER BY q.seq LIMIT ?',
       )
       .raw(),
@@ -854,6 +1248,7 @@ function prepare(db: Db): Statements {
       .prepare<[], MessageCols>(`SELECT ${MESSAGE_COLS} FROM retained r JOIN messages m ON m.id = r.message_id ORDER BY r.topic`)
       .raw(),
     maxMessageId: db.prepare<[], number | null>('SELECT max(id) FROM messages').pluck(),
+    maxIdWritten: db.prepare<[], number | null>("SELECT value FROM meta WHERE key = 'max_message_id'").pluck(),
   };
 }
 

@@ -488,6 +488,139 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
         assert.deepEqual(await ctx.store.readQueue('a', 0, 10), [entry(3, m)]);
       }));
 
+    it('enqueues a message again in a later batch for another session (shared-subscription redistribution)', () =>
+      withStore(async (ctx) => {
+        const { store } = ctx;
+        for (const c of ['a', 'b', 'c', 'd']) store.putSession(session(c));
+        const single = message(1, { properties: FULL_PROPS, expiresAt: 1_900_000_000_000 });
+        const fanned = message(2, { payload: Buffer.alloc(3000, 2) });
+        store.enqueue('a', entry(1, single, { subscriptionIds: [4] }));
+        store.enqueue('a', entry(2, fanned));
+        store.enqueue('b', entry(1, fanned, { qos: 0 }));
+        await store.commit();
+        // Batch 2: a's single-reference message goes to b, the fanned-out one to c as well.
+        store.dequeue('a', 1);
+        store.enqueue('b', entry(2, single));
+        store.enqueue('c', entry(1, fanned));
+        await store.commit();
+        assert.deepEqual(await store.readQueue('a', 0, 10), [entry(2, fanned)]);
+        assert.deepEqual(await store.readQueue('b', 0, 10), [entry(1, fanned, { qos: 0 }), entry(2, single)]);
+        // Batch 3: every earlier reference to both goes; d gets both once more.
+        store.dequeue('a', 2);
+        store.dequeue('b', 1);
+        store.dequeue('b', 2);
+        store.enqueue('d', entry(1, single));
+        store.enqueue('d', entry(2, fanned));
+        await store.commit();
+        let st = await ctx.reload();
+        assert.deepEqual(await ctx.store.readQueue('c', 0, 10), [entry(1, fanned)]);
+        assert.deepEqual(await ctx.store.readQueue('d', 0, 10), [entry(1, single), entry(2, fanned)]);
+        assert.deepEqual(byClient(st, 'c').queue, { count: 1, bytes: 3000, lastSeq: 1, sentSeq: 0 });
+        assert.deepEqual(byClient(st, 'd').queue, { count: 2, bytes: single.payload.length + 3000, lastSeq: 2, sentSeq: 0 });
+        assert.deepEqual(byClient(st, 'b').queue, { count: 0, bytes: 0, lastSeq: 2, sentSeq: 0 });
+        ctx.store.dequeue('c', 1);
+        ctx.store.dequeue('d', 2);
+        await ctx.store.commit();
+        st = await ctx.reload();
+        assert.deepEqual(await ctx.store.readQueue('c', 0, 10), []);
+        assert.deepEqual(await ctx.store.readQueue('d', 0, 10), [entry(1, single)]);
+        assert.ok(st.nextMessageId > 2);
+      }));
+
+    it('finds the references of a message enqueued out of id order within a batch', () =>
+      withStore(async (ctx) => {
+        const { store } = ctx;
+        for (const c of ['a', 'b', 'c']) store.putSession(session(c));
+        const m = [0, 1, 2, 3, 4, 5].map((i) => message(10 + i));
+        // Ids 15, 13, 15, 11, 13, 12 (a second reference to 13 after a higher id), then cancel one of two references.
+        store.enqueue('a', entry(1, m[5]!));
+        store.enqueue('a', entry(2, m[3]!));
+        store.enqueue('b', entry(1, m[5]!));
+        store.enqueue('b', entry(2, m[1]!));
+        store.enqueue('c', entry(1, m[3]!));
+        store.enqueue('c', entry(2, m[2]!));
+        store.enqueue('c', entry(3, m[2]!));
+        store.dequeue('c', 3);
+        store.setRetained('r', m[4]!);
+        store.enqueue('a', entry(3, m[4]!));
+        await store.commit();
+        const st = await ctx.reload();
+        assert.deepEqual(await ctx.store.readQueue('a', 0, 10), [entry(1, m[5]!), entry(2, m[3]!), entry(3, m[4]!)]);
+        assert.deepEqual(await ctx.store.readQueue('b', 0, 10), [entry(1, m[5]!), entry(2, m[1]!)]);
+        assert.deepEqual(await ctx.store.readQueue('c', 0, 10), [entry(1, m[3]!), entry(2, m[2]!)]);
+        assert.deepEqual(st.retained, [m[4]]);
+        for (const [c, seqs] of [['a', [1, 2, 3]], ['b', [1, 2]], ['c', [1, 2]]] as const) for (const s of seqs) ctx.store.dequeue(c, s);
+        await ctx.store.commit();
+        await ctx.reload();
+        for (const c of ['a', 'b', 'c']) assert.deepEqual(await ctx.store.readQueue(c, 0, 10), []);
+      }));
+
+    it('replaces an entry whose seq is enqueued again, within a batch and across batches', () =>
+      withStore(async (ctx) => {
+        const { store } = ctx;
+        store.putSession(session('a'));
+        for (let s = 1; s <= 4; s++) store.enqueue('a', entry(s, message(s)));
+        await store.commit();
+        // Committed 2 replaced; pending 6 replaced twice; released and dequeued on the way.
+        store.enqueue('a', entry(5, message(5)));
+        store.enqueue('a', entry(6, message(6)));
+        store.enqueue('a', entry(2, message(20)));
+        store.markReleased('a', 2);
+        store.enqueue('a', entry(6, message(60)));
+        store.dequeue('a', 5);
+        store.enqueue('a', entry(5, message(50)));
+        store.enqueue('a', entry(6, message(61), { qos: 0 }));
+        store.dequeue('a', 3);
+        store.markReleased('a', 5);
+        const expected = [
+          entry(1, message(1)),
+          entry(2, message(20), { state: QueueState.Released }),
+          entry(4, message(4)),
+          entry(5, message(50), { state: QueueState.Released }),
+          entry(6, message(61), { qos: 0 }),
+        ];
+        assert.deepEqual(await store.readQueue('a', 0, 10), expected);
+        await store.commit();
+        const st = await ctx.reload();
+        assert.deepEqual(await ctx.store.readQueue('a', 0, 10), expected);
+        const bytes = expected.reduce((n, e) => n + e.message.payload.length, 0);
+        assert.deepEqual(byClient(st, 'a').queue, { count: 5, bytes, lastSeq: 6, sentSeq: 0 });
+        assert.ok(st.nextMessageId > 61);
+      }));
+
+    it('dequeues runs of consecutive seqs and scattered seqs of many sessions in one batch', () =>
+      withStore(async (ctx) => {
+        const { store } = ctx;
+        const clients = Array.from({ length: 40 }, (_, i) => `c${i}`);
+        for (const c of clients) store.putSession(session(c));
+        let id = 1;
+        const shared = message(id++, { payload: Buffer.alloc(7, 1) });
+        for (const c of clients) {
+          for (let s = 1; s <= 10; s++) store.enqueue(c, entry(s, s === 5 ? shared : message(id++, { payload: Buffer.alloc(s, s) })));
+        }
+        await store.commit();
+        // Per session: a run (2..4), a single seq (7 or 5), the same seq twice, an unknown seq; out of order.
+        for (const [i, c] of clients.entries()) {
+          store.dequeue(c, 4);
+          store.dequeue(c, 2);
+          store.dequeue(c, 3);
+          store.dequeue(c, i % 2 === 0 ? 7 : 5);
+          store.dequeue(c, 9);
+          store.dequeue(c, 9);
+          store.dequeue(c, 99);
+        }
+        await store.commit();
+        const st = await ctx.reload();
+        for (const [i, c] of clients.entries()) {
+          const left = [1, 5, 6, 7, 8, 10].filter((s) => s !== (i % 2 === 0 ? 7 : 5));
+          const got = await ctx.store.readQueue(c, 0, 20);
+          assert.deepEqual(seqs(got), left, `queue of ${c}`);
+          const bytes = left.reduce((n, s) => n + (s === 5 ? 7 : s), 0);
+          assert.deepEqual(byClient(st, c).queue, { count: left.length, bytes, lastSeq: 10, sentSeq: 0 }, `stats of ${c}`);
+          if (i % 2 === 0) assert.deepEqual(got[1]!.message, shared);
+        }
+      }));
+
     it('reads see uncommitted writes', () =>
       withStore(async ({ store }) => {
         store.putSession(session('a'));

@@ -10,7 +10,8 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { createStore, SCHEMA_VERSION } from '../../src/store/index.js';
 import { APPLICATION_ID, migrate, MIGRATIONS, readVersion, type Migration } from '../../src/store/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { QueueState, StoreError, type StoredMessage } from '../../src/store/types.js';
+import { encodeProperties } from '../../src/store/serialize.js';
+import { QueueState, StoreError, type QueueEntry, type StoredMessage } from '../../src/store/types.js';
 import { storeContract } from './contract.js';
 import { crashPayload } from './crash-child.js';
 
@@ -52,21 +53,32 @@ function isStoreError(code: StoreError['code'], pathPart?: string) {
 function checkIntegrity(file: string): void {
   const db = new Database(file, { readonly: true });
   try {
-    // Aggregates joined (not correlated subqueries: the queue has no index on message_id).
+    // refs = shared queue rows + retained rows. Aggregates joined (not correlated subqueries: no index on message_id).
     const badRefs = db
       .prepare(
-        'WITH r AS (SELECT message_id AS id, count(*) AS n FROM (SELECT message_id FROM queue UNION ALL SELECT message_id FROM retained) GROUP BY message_id) ' +
+        'WITH r AS (SELECT message_id AS id, count(*) AS n FROM (SELECT message_id FROM queue WHERE shared = 1 UNION ALL SELECT message_id FROM retained) GROUP BY message_id) ' +
           'SELECT count(*) FROM messages m LEFT JOIN r ON r.id = m.id WHERE m.refs != coalesce(r.n, 0)',
       )
       .pluck()
       .get();
-    assert.equal(badRefs, 0, 'messages.refs = number of queue and retained rows');
+    assert.equal(badRefs, 0, 'messages.refs = number of shared queue rows and retained rows');
     assert.equal(db.prepare('SELECT count(*) FROM messages WHERE refs <= 0').pluck().get(), 0, 'no unreferenced message');
     assert.equal(
-      db.prepare('SELECT count(*) FROM queue q LEFT JOIN messages m ON m.id = q.message_id WHERE m.id IS NULL').pluck().get(),
+      db.prepare('SELECT count(*) FROM queue q LEFT JOIN messages m ON m.id = q.message_id WHERE q.shared = 1 AND m.id IS NULL').pluck().get(),
       0,
-      'no queue row without its message',
+      'no shared queue row without its message',
     );
+    assert.equal(
+      db.prepare('SELECT count(*) FROM queue WHERE shared = 0 AND (topic IS NULL OR received_at IS NULL OR payload IS NULL OR size != length(payload))').pluck().get(),
+      0,
+      'inline queue rows have their message',
+    );
+    assert.equal(
+      db.prepare('SELECT count(*) FROM queue WHERE shared = 1 AND (topic IS NOT NULL OR payload IS NOT NULL)').pluck().get(),
+      0,
+      'shared queue rows have no inline message',
+    );
+    assert.equal(db.prepare('SELECT count(*) FROM (SELECT 1 FROM queue GROUP BY sid, seq HAVING count(*) > 1)').pluck().get(), 0, '(sid, seq) is unique');
     assert.equal(
       db.prepare('SELECT count(*) FROM retained r LEFT JOIN messages m ON m.id = r.message_id WHERE m.id IS NULL').pluck().get(),
       0,
@@ -80,6 +92,9 @@ function checkIntegrity(file: string): void {
       .pluck()
       .get();
     assert.equal(badStats, 0, 'sessions.queue_count/queue_bytes match the queue');
+    const maxId = db.prepare("SELECT value FROM meta WHERE key = 'max_message_id'").pluck().get() as number;
+    const maxStored = db.prepare('SELECT max(id) FROM (SELECT max(id) AS id FROM messages UNION ALL SELECT max(message_id) FROM queue)').pluck().get() as number | null;
+    assert.ok(maxId >= (maxStored ?? 0), `meta.max_message_id ${maxId} >= every stored message id (${maxStored})`);
     for (const t of ['queue', 'subscriptions', 'inbound_qos2']) {
       assert.equal(db.prepare(`SELECT count(*) FROM ${t} x WHERE x.sid NOT IN (SELECT sid FROM sessions)`).pluck().get(), 0, `no ${t} rows of deleted sessions`);
     }
@@ -301,8 +316,7 @@ describe('SqliteStore', () => {
     });
 
     it('the store migrates a database of an older version when it opens it', async () => {
-      // A database at version 0 (empty file) is migrated to SCHEMA_VERSION; with
-      // a version 2 in MIGRATIONS a version-1 file made by migrate(db, [v1]) goes here too.
+      // A database at version 0 (empty file) and a version-1 file made by migrate(db, [v1]) go to SCHEMA_VERSION.
       const dir = tempDir();
       const file = join(dir, 'petrel.db');
       const db = new Database(file);
@@ -318,6 +332,178 @@ describe('SqliteStore', () => {
       assert.equal(e.diagnostics().schemaVersion, SCHEMA_VERSION);
       await e.close();
     });
+  });
+
+  describe('version 1 -> 2', () => {
+    // The schema version 1 as released to no one but frozen here: a database
+    // written by a version-1 Petrel has exactly these objects.
+    const V1_DDL = `
+      CREATE TABLE sessions (
+        sid INTEGER PRIMARY KEY, client_id TEXT NOT NULL UNIQUE, protocol_version INTEGER NOT NULL, expiry_interval INTEGER NOT NULL,
+        disconnected_at INTEGER, will_topic TEXT, will_qos INTEGER, will_retain INTEGER, will_delay INTEGER, will_properties TEXT, will_payload BLOB,
+        last_seq INTEGER NOT NULL DEFAULT 0, sent_seq INTEGER NOT NULL DEFAULT 0, queue_count INTEGER NOT NULL DEFAULT 0, queue_bytes INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE subscriptions (sid INTEGER NOT NULL, filter TEXT NOT NULL, qos INTEGER NOT NULL, no_local INTEGER NOT NULL,
+        retain_as_published INTEGER NOT NULL, retain_handling INTEGER NOT NULL, subscription_id INTEGER, PRIMARY KEY (sid, filter)) WITHOUT ROWID;
+      CREATE TABLE inbound_qos2 (sid INTEGER NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (sid, packet_id)) WITHOUT ROWID;
+      CREATE TABLE messages (id INTEGER PRIMARY KEY, refs INTEGER NOT NULL, topic TEXT NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
+        received_at INTEGER NOT NULL, expires_at INTEGER, properties TEXT, payload BLOB NOT NULL);
+      CREATE TABLE queue (sid INTEGER NOT NULL, seq INTEGER NOT NULL, message_id INTEGER NOT NULL, size INTEGER NOT NULL, qos INTEGER NOT NULL,
+        retain INTEGER NOT NULL, state INTEGER NOT NULL, subscription_ids TEXT, PRIMARY KEY (sid, seq)) WITHOUT ROWID;
+      CREATE TABLE retained (topic TEXT PRIMARY KEY, message_id INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TRIGGER queue_unref AFTER DELETE ON queue BEGIN
+        DELETE FROM messages WHERE id = OLD.message_id AND refs <= 1;
+        UPDATE messages SET refs = refs - 1 WHERE id = OLD.message_id;
+      END;
+      CREATE TRIGGER retained_unref AFTER DELETE ON retained BEGIN
+        DELETE FROM messages WHERE id = OLD.message_id AND refs <= 1;
+        UPDATE messages SET refs = refs - 1 WHERE id = OLD.message_id;
+      END;`;
+    /** Tables, columns (name, type, notnull, pk), indexes and triggers of a database: its shape, whatever the SQL text. */
+    function shape(db: BetterSqlite3.Database): unknown {
+      const objects = db.prepare("SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all() as { type: string; name: string }[];
+      return objects.map((o) => ({
+        ...o,
+        columns: o.type === 'table' ? db.prepare(`SELECT name, type, "notnull", pk FROM pragma_table_info('${o.name}')`).all() : undefined,
+        indexed: o.type === 'index' ? db.prepare(`SELECT name FROM pragma_index_info('${o.name}')`).pluck().all() : undefined,
+      }));
+    }
+
+    it('step 1 still creates exactly the version-1 schema', () => {
+      const a = new Database(':memory:');
+      migrate(a, MIGRATIONS.slice(0, 1));
+      const b = new Database(':memory:');
+      b.exec(V1_DDL);
+      assert.deepEqual(shape(a), shape(b));
+      a.close();
+      b.close();
+    });
+
+    it('migrates a version-1 database with queued, shared and retained messages, which then work as before', async () => {
+      const dir = tempDir();
+      const file = join(dir, 'petrel.db');
+      const props = { contentType: 'text/plain', correlationData: Buffer.from([1, 2, 3]), userProperties: [['k', 'v'], ['k', 'w']] as [string, string][] };
+      const m1: StoredMessage = { id: 1, topic: 't/1', payload: Buffer.from('one'), qos: 1, retain: false, receivedAt: 1000 };
+      const m2: StoredMessage = { id: 2, topic: 't/2', payload: Buffer.from('two!'), qos: 2, retain: false, receivedAt: 2000, expiresAt: 9_000_000_000_000, properties: props };
+      const m3: StoredMessage = { id: 3, topic: 'r/3', payload: Buffer.from('three'), qos: 1, retain: true, receivedAt: 3000 };
+      const m7: StoredMessage = { id: 7, topic: 'r/7', payload: Buffer.alloc(0), qos: 0, retain: true, receivedAt: 7000 };
+      // A version-1 database as the version-1 store wrote it.
+      const v1 = new Database(file);
+      v1.pragma('journal_mode = WAL');
+      v1.exec(V1_DDL);
+      v1.pragma('user_version = 1');
+      v1.pragma(`application_id = ${APPLICATION_ID}`);
+      const msg = v1.prepare('INSERT INTO messages (id, refs, topic, qos, retain, received_at, expires_at, properties, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
+      for (const [m, refs] of [[m1, 2], [m2, 1], [m3, 2], [m7, 1]] as const) {
+        msg.run(m.id, refs, m.topic, m.qos, m.retain ? 1 : 0, m.receivedAt, m.expiresAt ?? null, encodeProperties(m.properties), m.payload);
+      }
+      const sess = v1.prepare('INSERT INTO sessions (sid, client_id, protocol_version, expiry_interval, last_seq, sent_seq, queue_count, queue_bytes) VALUES (?, ?, 5, 3600, ?, ?, ?, ?)');
+      sess.run(1, 'a', 3, 2, 3, 3 + 4 + 5);
+      sess.run(2, 'b', 9, 0, 1, 3);
+      sess.run(3, 'c', 0, 0, 0, 0);
+      const q = v1.prepare('INSERT INTO queue (sid, seq, message_id, size, qos, retain, state, subscription_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+      q.run(1, 1, 1, 3, 1, 0, QueueState.Pending, null);
+      q.run(1, 2, 2, 4, 2, 1, QueueState.Pending, '4,5');
+      q.run(1, 3, 3, 5, 1, 0, QueueState.Released, '');
+      q.run(2, 9, 1, 3, 0, 0, QueueState.Pending, null);
+      v1.prepare("INSERT INTO retained (topic, message_id) VALUES ('r/3', 3), ('r/7', 7)").run();
+      v1.prepare("INSERT INTO subscriptions VALUES (1, 't/#', 1, 0, 0, 0, 12)").run();
+      v1.prepare('INSERT INTO inbound_qos2 VALUES (2, 77)').run();
+      v1.close();
+
+      const a: QueueEntry[] = [
+        { seq: 1, message: m1, qos: 1, retain: false, state: QueueState.Pending },
+        { seq: 2, message: m2, qos: 2, retain: true, state: QueueState.Pending, subscriptionIds: [4, 5] },
+        { seq: 3, message: m3, qos: 1, retain: false, state: QueueState.Released, subscriptionIds: [] },
+      ];
+      let store = new SqliteStore({ dataDir: dir });
+      let st = await store.open();
+      assert.equal(store.diagnostics().schemaVersion, 2);
+      assert.deepEqual(
+        st.sessions.map((s) => [s.session.clientId, s.queue, s.subscriptions.length, s.inboundQos2]),
+        [
+          ['a', { count: 3, bytes: 12, lastSeq: 3, sentSeq: 2 }, 1, []],
+          ['b', { count: 1, bytes: 3, lastSeq: 9, sentSeq: 0 }, 0, [77]],
+          ['c', { count: 0, bytes: 0, lastSeq: 0, sentSeq: 0 }, 0, []],
+        ],
+      );
+      assert.deepEqual(st.retained, [m3, m7]);
+      assert.equal(st.nextMessageId, 8);
+      assert.deepEqual(await store.readQueue('a', 0, 10), a);
+      assert.deepEqual(await store.readQueue('b', 0, 10), [{ seq: 9, message: m1, qos: 0, retain: false, state: QueueState.Pending }]);
+      // The shared messages are released as their references go.
+      store.dequeue('a', 1);
+      store.dequeue('a', 3);
+      store.setRetained('r/7', null);
+      store.enqueue('c', { seq: 1, message: m2, qos: 1, retain: false, state: QueueState.Pending });
+      store.enqueue('a', { seq: 4, message: { id: 8, topic: 'new', payload: Buffer.from('inline'), qos: 1, retain: false, receivedAt: 8000 }, qos: 1, retain: false, state: QueueState.Pending });
+      await store.close();
+      checkIntegrity(file);
+      let db = new Database(file, { readonly: true });
+      assert.deepEqual(db.prepare('SELECT id, refs FROM messages ORDER BY id').all(), [{ id: 1, refs: 1 }, { id: 2, refs: 1 }, { id: 3, refs: 1 }]);
+      assert.deepEqual(db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'").pluck().all(), ['retained_unref']);
+      db.close();
+      store = new SqliteStore({ dataDir: dir });
+      st = await store.open();
+      assert.deepEqual(await store.readQueue('a', 0, 10), [a[1], { seq: 4, message: { id: 8, topic: 'new', payload: Buffer.from('inline'), qos: 1, retain: false, receivedAt: 8000 }, qos: 1, retain: false, state: QueueState.Pending }]);
+      assert.deepEqual(await store.readQueue('c', 0, 10), [{ seq: 1, message: m2, qos: 1, retain: false, state: QueueState.Pending }]);
+      assert.deepEqual(st.retained, [m3]);
+      assert.equal(st.nextMessageId, 9);
+      store.deleteSession('b');
+      store.dequeue('a', 2);
+      store.setRetained('r/3', null);
+      await store.close();
+      checkIntegrity(file);
+      db = new Database(file, { readonly: true });
+      assert.deepEqual(db.prepare('SELECT id, refs FROM messages ORDER BY id').all(), []);
+      db.close();
+    });
+  });
+
+  it('writes a message referred to once inline in its queue row, others once to messages', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'petrel.db');
+    const store = new SqliteStore({ dataDir: dir });
+    await store.open();
+    for (const c of ['a', 'b']) store.putSession(session(c));
+    const msg = (id: number): StoredMessage => ({ id, topic: `t/${id}`, payload: Buffer.alloc(10, id), qos: 1, retain: false, receivedAt: id });
+    const e = (seq: number, m: StoredMessage): QueueEntry => ({ seq, message: m, qos: 1, retain: false, state: QueueState.Pending });
+    store.enqueue('a', e(1, msg(1))); // once: inline
+    store.enqueue('a', e(2, msg(2))); // twice: shared
+    store.enqueue('b', e(1, msg(2)));
+    store.enqueue('a', e(3, msg(3))); // once, and retained: shared
+    store.setRetained('r', msg(3));
+    store.enqueue('a', e(4, msg(4))); // twice, one cancelled: inline
+    store.enqueue('b', e(2, msg(4)));
+    store.dequeue('b', 2);
+    await store.commit();
+    store.enqueue('b', e(3, msg(1))); // again in a later batch: inline again
+    await store.close();
+    checkIntegrity(file);
+    const db = new Database(file, { readonly: true });
+    assert.deepEqual(db.prepare('SELECT id, refs FROM messages ORDER BY id').all(), [{ id: 2, refs: 2 }, { id: 3, refs: 2 }]);
+    assert.deepEqual(
+      db.prepare("SELECT s.client_id AS c, q.seq, q.message_id AS id, q.shared FROM queue q JOIN sessions s USING (sid) ORDER BY c, seq").all(),
+      [
+        { c: 'a', seq: 1, id: 1, shared: 0 },
+        { c: 'a', seq: 2, id: 2, shared: 1 },
+        { c: 'a', seq: 3, id: 3, shared: 1 },
+        { c: 'a', seq: 4, id: 4, shared: 0 },
+        { c: 'b', seq: 1, id: 2, shared: 1 },
+        { c: 'b', seq: 3, id: 1, shared: 0 },
+      ],
+    );
+    db.close();
+    // nextMessageId stays above ids that were only ever inline, after they are gone.
+    const again = new SqliteStore({ dataDir: dir });
+    await again.open();
+    for (const [c, s] of [['a', 1], ['a', 2], ['a', 3], ['a', 4], ['b', 1], ['b', 3]] as const) again.dequeue(c, s);
+    again.setRetained('r', null);
+    await again.close();
+    checkIntegrity(file);
+    const last = new SqliteStore({ dataDir: dir });
+    const st = await last.open();
+    assert.equal(st.nextMessageId, 5);
+    await last.close();
   });
 
   it('keeps reference counts and queue statistics exact, and frees every message', async () => {
