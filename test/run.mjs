@@ -3,7 +3,7 @@
 // Usage: node test/run.mjs [substring ...]  (only files whose path contains one of the substrings)
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
@@ -27,8 +27,35 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.PETREL_TEST_CONCURRENCY ?? '2';
-const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...files], {
+// A test that hangs fails after this long instead of stalling the run (the slowest, the 1,000,000-message
+// memory test, takes about a minute).
+const timeout = process.env.PETREL_TEST_TIMEOUT ?? '300000';
+// Its own process group, so that a run that overstays is killed with every process it started (test files,
+// brokers, clients), and nothing is left holding the output open.
+const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, `--test-timeout=${timeout}`, ...files], {
   stdio: 'inherit',
   cwd: root,
+  detached: true,
 });
-process.exit(r.status ?? 1);
+const limit = Number(process.env.PETREL_RUN_TIMEOUT ?? 30 * 60_000);
+const timer = setTimeout(() => {
+  console.error(`test run stopped after ${limit / 60_000} minutes`);
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {}
+}, limit);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {}
+    process.exit(1);
+  });
+}
+child.on('exit', (code, signal) => {
+  clearTimeout(timer);
+  try {
+    process.kill(-child.pid, 'SIGKILL'); // whatever the tests left behind
+  } catch {}
+  process.exit(code ?? (signal ? 1 : 0));
+});

@@ -48,6 +48,8 @@ export interface BrokerStats {
   localDropped: number;
   /** Times a publisher's acknowledgements were held back because a subscriber fell behind. */
   publisherBlocks: number;
+  /** Times a subscriber that acknowledged nothing for limits.maxPublisherHoldMs let its held publishers go. */
+  stalledSubscribers: number;
   willsPublished: number;
 }
 
@@ -97,6 +99,7 @@ export class Broker {
     keepAliveTimeouts: 0,
     localDropped: 0,
     publisherBlocks: 0,
+    stalledSubscribers: 0,
     willsPublished: 0,
   };
   closing = false;

@@ -59,6 +59,11 @@ export interface Limits {
   allowZeroLengthClientId: boolean;
   /** Queue QoS 0 messages for offline persistent sessions (as QoS 0). Default false, like Mosquitto. */
   queueQos0: boolean;
+  /**
+   * Milliseconds a connected subscriber that acknowledges nothing may hold back its publishers (flow control);
+   * after that it is treated as stuck and its queue absorbs the rest, up to maxQueuedMessages. Default 2000.
+   */
+  maxPublisherHoldMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -82,6 +87,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxSubscriptionsPerSession: 10_000,
   allowZeroLengthClientId: true,
   queueQos0: false,
+  maxPublisherHoldMs: 2000,
 });
 
 export interface BrokerOptions {
@@ -116,6 +122,7 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   connectTimeout: [1, 3600],
   maxClientIdLength: [1, 65535],
   maxSubscriptionsPerSession: [1, Number.MAX_SAFE_INTEGER],
+  maxPublisherHoldMs: [1, 0x7fffffff],
 };
 const BOOL_LIMITS = new Set([
   'retainAvailable',

@@ -97,6 +97,11 @@ export class Session implements Recipient {
 
   /** Publishers held back because this session fell behind (see Client.block). */
   private blocked: Set<Client> | null = null;
+  /** Acknowledgements received from the client: the progress the stall watch looks for. */
+  private acks = 0;
+  /** Acknowledged nothing for limits.maxPublisherHoldMs while holding publishers: holds none until it acknowledges. */
+  private stalled = false;
+  private stallTimer: NodeJS.Timeout | null = null;
 
   // ---- inbound ----
   inboundQos2: Set<number> | null = null;
@@ -278,18 +283,46 @@ export class Session implements Recipient {
   /** A connected session fell behind: hold back the publisher of the message being routed. */
   private holdPublisher(): void {
     const pub = this.broker.publisher;
-    if (pub === null || pub === this.client || this.queuedCount - this.inflightCount <= FLOW_HIGH) return;
+    if (pub === null || pub === this.client || this.stalled || this.queuedCount - this.inflightCount <= FLOW_HIGH) return;
     const b = (this.blocked ??= new Set());
     if (b.has(pub)) return;
     b.add(pub);
     pub.block();
+    if (this.stallTimer === null) this.watchStall();
+  }
+
+  /**
+   * A subscriber that is slow holds its publishers back; one that acknowledges nothing at all for
+   * limits.maxPublisherHoldMs (gone quiet, or not reading) must not stop them for good: it lets them go, and
+   * its queue takes the rest up to maxQueuedMessages (then drops, counted). It holds again once it acknowledges.
+   */
+  private watchStall(): void {
+    const seen = this.acks;
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = null;
+      if (this.blocked === null) return;
+      if (this.acks !== seen) return this.watchStall();
+      this.stalled = true;
+      this.broker.stats.stalledSubscribers++;
+      this.releasePublishers();
+    }, this.broker.limits.maxPublisherHoldMs);
+    this.stallTimer.unref();
   }
 
   private releasePublishers(): void {
+    if (this.stallTimer !== null) {
+      clearTimeout(this.stallTimer);
+      this.stallTimer = null;
+    }
     const b = this.blocked;
     if (b === null) return;
     this.blocked = null;
     for (const pub of b) pub.unblock();
+  }
+
+  private progress(): void {
+    this.acks++;
+    this.stalled = false;
   }
 
   /** Send what the window, the socket and the order allow. */
@@ -342,6 +375,7 @@ export class Session implements Recipient {
   onPuback(pid: number): void {
     const e = this.inflight?.get(pid);
     if (e === undefined || e.qos !== 1) return; // unknown id: nothing to do
+    this.progress();
     this.inflight!.delete(pid);
     this.forget(e);
     this.pump();
@@ -351,6 +385,7 @@ export class Session implements Recipient {
   onPubrec(pid: number, reasonCode: number): boolean {
     const e = this.inflight?.get(pid);
     if (e === undefined || e.qos !== 2) return false;
+    this.progress();
     if (reasonCode >= 0x80) {
       // The receiver refused it: the flow ends here (§4.3.3).
       this.inflight!.delete(pid);
@@ -371,6 +406,7 @@ export class Session implements Recipient {
   onPubcomp(pid: number): void {
     const e = this.inflight?.get(pid);
     if (e === undefined || e.state !== QueueState.Released) return;
+    this.progress();
     this.inflight!.delete(pid);
     this.forget(e);
     this.pump();
@@ -386,6 +422,7 @@ export class Session implements Recipient {
   attach(client: Client): void {
     this.client = client;
     this.disconnectedAt = null;
+    this.stalled = false;
     this.pump();
   }
 

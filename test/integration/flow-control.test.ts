@@ -83,6 +83,45 @@ describe('publisher flow control', () => {
     }
   });
 
+  it('a subscriber that acknowledges nothing for maxPublisherHoldMs lets its publishers go: its queue takes the rest, and it holds them again once it acknowledges', async () => {
+    const tb = await startBroker({ limits: { maxInflight: 50, maxPublisherHoldMs: 300 } });
+    try {
+      const sub = new Peer();
+      sub.autoAck = false;
+      await sub.connect(tb.port, { clientId: 'stuck', clean: true });
+      await sub.subscribe('stuck/#', 1);
+      const pub = new Peer();
+      await pub.connect(tb.port, { clientId: 'pub', clean: true });
+      let acked = 0;
+      pub.onCompleted = () => acked++;
+      const total = 3000;
+      for (let i = 0; i < total; i++) pub.publish('stuck/x', Buffer.from(String(i)), 1);
+      await until(() => tb.broker.stats.publisherBlocks > 0, 5000);
+      const heldAt = acked;
+      assert.ok(heldAt < total, `publisher held back first (acked ${heldAt} of ${total})`);
+      await until(() => acked === total, 10_000);
+      assert.equal(acked, total, 'released after the subscriber acknowledged nothing for 300 ms');
+      assert.equal(tb.broker.stats.stalledSubscribers, 1);
+      assert.equal(tb.broker.stats.droppedQueueFull, 0, 'the queue took the rest');
+      // It acknowledges again: everything arrives, in order; the publisher is held again when it runs ahead.
+      sub.autoAck = true;
+      for (const r of sub.received) sub.ack(r.packet);
+      await until(() => new Set(sub.received.map((r) => r.packet.payload.toString())).size === total, 10_000);
+      const seqs = sub.received.map((r) => Number(r.packet.payload.toString()));
+      assert.equal(new Set(seqs).size, total, 'every message delivered');
+      for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, 'in order [MQTT-4.6.0-6]');
+      sub.autoAck = false;
+      const blocksBefore = tb.broker.stats.publisherBlocks;
+      for (let i = total; i < 2 * total; i++) pub.publish('stuck/x', Buffer.from(String(i)), 1);
+      await until(() => tb.broker.stats.publisherBlocks > blocksBefore, 5000);
+      assert.ok(tb.broker.stats.publisherBlocks > blocksBefore, 'held again after it made progress');
+      pub.disconnect();
+      sub.disconnect();
+    } finally {
+      await tb.close();
+    }
+  });
+
   it('publishers to each other cannot deadlock: two clients that publish to each other and are both slow still finish', async () => {
     const tb = await startBroker({ limits: { maxInflight: 20 } });
     try {
