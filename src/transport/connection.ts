@@ -127,27 +127,21 @@ export class Connection {
     if (this.isClosed || this.ending) return;
     const h = header.length;
     const b = body.length;
-    if (b >= COPY_LIMIT) {
-      const at = this.reserve(h);
-      const chunk = this.chunk!;
-      header.copy(chunk, at);
-      if (valueOffset >= 0) {
-        chunk[at + valueOffset] = value >>> 8;
-        chunk[at + valueOffset + 1] = value & 0xff;
-      }
-      chunk[at] |= flagBits;
+    const large = b >= COPY_LIMIT;
+    // A large body goes to the socket as it is, after the header; a small one is copied behind it.
+    const at = this.reserve(large ? h : h + b);
+    const chunk = this.chunk!;
+    header.copy(chunk, at);
+    if (valueOffset >= 0) {
+      chunk[at + valueOffset] = value >>> 8;
+      chunk[at + valueOffset + 1] = value & 0xff;
+    }
+    chunk[at] |= flagBits;
+    if (large) {
       this.cut();
       (this.parts ??= []).push(body);
-    } else {
-      const at = this.reserve(h + b);
-      const chunk = this.chunk!;
-      header.copy(chunk, at);
-      if (valueOffset >= 0) {
-        chunk[at + valueOffset] = value >>> 8;
-        chunk[at + valueOffset + 1] = value & 0xff;
-      }
-      chunk[at] |= flagBits;
-      if (b > 0) body.copy(chunk, at + h);
+    } else if (b > 0) {
+      body.copy(chunk, at + h);
     }
     this.pending += h + b;
     this.mark();

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kill, prng, startPetrel, type PetrelProcess } from './petrel-process.js';
+import { kill, startPetrel, type PetrelProcess } from './petrel-process.js';
+import { prng } from '../helpers/random.js';
 import { Peer, type Received } from '../helpers/peer.js';
 
 const KILL_POINTS = Number(process.env.PETREL_KILL_POINTS ?? 5);

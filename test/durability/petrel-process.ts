@@ -55,15 +55,3 @@ export async function kill(p: PetrelProcess, signal: NodeJS.Signals): Promise<{ 
   p.child.kill(signal);
   return p.exited;
 }
-
-/** A small seeded PRNG (mulberry32), so a failing kill point can be replayed from the printed seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -16,10 +16,11 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Decoder } from '../../src/protocol/decoder.js';
 import type { ProtocolVersion } from '../../src/protocol/packets.js';
-import { connectFor, malformedPackets, validPackets, type CatalogueEntry } from '../fixtures/catalogue.js';
+import { connectFor, malformedPackets, validPackets, vbi, type CatalogueEntry } from '../fixtures/catalogue.js';
 import { connectMqtt, endAll, versionOptions, type Connected } from '../helpers/mqttjs.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
+import { prng } from '../helpers/random.js';
 
 /** PETREL_FUZZ_PACKETS=<n> runs a longer (or shorter) fuzz. */
 const TOTAL_PACKETS = Number(process.env.PETREL_FUZZ_PACKETS ?? 10_000);
@@ -30,18 +31,7 @@ const PARALLEL = 16;
 const RSS_BOUND_MB = 64;
 
 // ---------------------------------------------------------------------------
-// Seedable PRNG (mulberry32)
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded randomness (PETREL_FUZZ_SEED replays a run)
 
 const SEED = process.env.PETREL_FUZZ_SEED !== undefined ? Number(process.env.PETREL_FUZZ_SEED) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
 const rnd = prng(SEED);
@@ -60,17 +50,6 @@ const byVersion = new Map<ProtocolVersion, Buffer[]>(
 const validByVersion = new Map<ProtocolVersion, Buffer[]>(
   ([3, 4, 5] as const).map((v) => [v, validPackets.filter((e) => e.side === 'server' && e.version === v && !isConnect(e)).map((e) => e.bytes)]),
 );
-
-function vbi(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
 
 /** Offset of the body (after the Remaining Length), or -1 if the header is not well formed. */
 function bodyOffset(b: Buffer): number {

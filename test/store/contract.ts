@@ -23,6 +23,7 @@ import {
   type StoredMessage,
   type SubscriptionRecord,
 } from '../../src/store/types.js';
+import { prng } from '../helpers/random.js';
 
 export interface StoreHarness {
   store: Store;
@@ -94,18 +95,6 @@ async function readAll(store: Store, clientId: string, page = 1000): Promise<Que
 
 function seqs(entries: QueueEntry[]): number[] {
   return entries.map((e) => e.seq);
-}
-
-/** A small seeded PRNG (mulberry32) for reproducible random tests. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function storeContract(name: string, makeStore: () => Promise<StoreHarness>): void {
@@ -712,7 +701,7 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
     it('pages through a large queue with random dequeues', () =>
       withStore(async (ctx) => {
         const { store } = ctx;
-        const r = rng(42);
+        const r = prng(42);
         store.putSession(session('a'));
         const live = new Map<number, StoredMessage>();
         let id = 1;
@@ -746,7 +735,7 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
 
     it('matches a reference model under random operations', () =>
       withStore(async (ctx) => {
-        const r = rng(7);
+        const r = prng(7);
         interface ModelSession {
           record: SessionRecord;
           subs: Map<string, SubscriptionRecord>;

@@ -14,6 +14,7 @@ import { encodeProperties } from '../../src/store/serialize.js';
 import { QueueState, StoreError, type QueueEntry, type StoredMessage } from '../../src/store/types.js';
 import { storeContract } from './contract.js';
 import { crashPayload } from './crash-child.js';
+import { prng } from '../helpers/random.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 
@@ -104,17 +105,6 @@ function checkIntegrity(file: string): void {
   }
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('SqliteStore', () => {
   it('is durable, is created by createStore, creates dataDir', async () => {
     const dir = join(tempDir(), 'nested', 'data');
@@ -160,7 +150,7 @@ describe('SqliteStore', () => {
     const dir = tempDir();
     const file = join(dir, 'petrel.db');
     const garbage = Buffer.alloc(8192);
-    const r = rng(1);
+    const r = prng(1);
     for (let i = 0; i < garbage.length; i++) garbage[i] = Math.floor(r() * 256);
     writeFileSync(file, garbage);
     await assert.rejects(new SqliteStore({ dataDir: dir }).open(), isStoreError('PETREL_ERR_STORE_UNREADABLE', file));
@@ -509,7 +499,7 @@ describe('SqliteStore', () => {
   it('keeps reference counts and queue statistics exact, and frees every message', async () => {
     const dir = tempDir();
     const file = join(dir, 'petrel.db');
-    const r = rng(99);
+    const r = prng(99);
     let store = new SqliteStore({ dataDir: dir });
     await store.open();
     const clients = ['a', 'b', 'c'];
@@ -588,7 +578,7 @@ describe('SqliteStore', () => {
     const dir = tempDir();
     const K = 200;
     const childPath = fileURLToPath(new URL('./crash-child.js', import.meta.url));
-    const r = rng(Date.now() & 0xffff);
+    const r = prng(Date.now() & 0xffff);
     let totalReported = 0;
     for (let round = 0; round < 4; round++) {
       const { reported, start } = await new Promise<{ reported: number; start: number }>((resolve, reject) => {
