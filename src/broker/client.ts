@@ -37,6 +37,15 @@ export type ClientState = (typeof ClientState)[keyof typeof ClientState];
 /** Backlogged packets beyond which the socket is paused. */
 const BACKLOG_PAUSE = 1000;
 
+/** Acknowledgements waiting while sessions this client publishes to catch up (publisher flow control). */
+class HeldAcks {
+  /** Sessions holding the client back. */
+  blockers = 0;
+  readonly acks: Buffer[] = [];
+  /** Per ack: whether it gives back a unit of the client's Receive Maximum. */
+  readonly quota: boolean[] = [];
+}
+
 export class Client implements ConnectionHandler, AckSink {
   readonly broker: Broker;
   readonly conn: Connection;
@@ -48,6 +57,7 @@ export class Client implements ConnectionHandler, AckSink {
   session: Session | null = null;
   /** Keep alive deadline in ms (1.5 x the keep alive), 0 = none. */
   keepAliveMs = 0;
+  /** Broker.tick of the last input, and of the connection's opening. */
   lastSeen: number;
   readonly openedAt: number;
 
@@ -79,9 +89,8 @@ export class Client implements ConnectionHandler, AckSink {
   authState: unknown = undefined;
   reauthenticating = false;
 
-  private blockers = 0;
-  private held: Buffer[] | null = null;
-  private heldQuota: boolean[] | null = null;
+  /** Acknowledgements held back by publisher flow control (see block()); null while not held. */
+  private heldAcks: HeldAcks | null = null;
   private busy = false;
   private backlog: Packet[] | null = null;
   private infoCache: ClientInfo | null = null;
@@ -91,7 +100,7 @@ export class Client implements ConnectionHandler, AckSink {
     this.conn = conn;
     conn.handler = this;
     this.window = broker.limits.maxInflight;
-    this.openedAt = this.lastSeen = Date.now();
+    this.openedAt = this.lastSeen = broker.tick;
     this.decoder = new ClientDecoder(this, broker.limits.maxPacketSize);
   }
 
@@ -108,7 +117,7 @@ export class Client implements ConnectionHandler, AckSink {
 
   onData(chunk: Buffer): void {
     if (this.state === ClientState.Closed) return;
-    this.lastSeen = Date.now();
+    this.lastSeen = this.broker.tick;
     this.broker.stats.bytesIn += chunk.length;
     this.decoder.push(chunk);
   }
@@ -259,9 +268,10 @@ export class Client implements ConnectionHandler, AckSink {
       const withReason = encodeAck(type, packetId, reasonCode, 5, { reasonString });
       if (this.maxPacketSize === 0 || withReason.length <= this.maxPacketSize) data = withReason;
     }
-    if (this.held !== null) {
-      this.held.push(data);
-      this.heldQuota!.push(quota);
+    const h = this.heldAcks;
+    if (h !== null) {
+      h.acks.push(data);
+      h.quota.push(quota);
       return;
     }
     if (quota && this.inboundUnacked > 0) this.inboundUnacked--;
@@ -275,18 +285,19 @@ export class Client implements ConnectionHandler, AckSink {
    * own acks keep flowing and no cycle of publishers can deadlock.
    */
   block(): void {
-    if (this.blockers++ === 0) {
-      this.held = [];
-      this.heldQuota = [];
+    if (this.heldAcks === null) {
+      this.heldAcks = new HeldAcks();
       this.broker.stats.publisherBlocks++;
     }
+    this.heldAcks.blockers++;
   }
 
   unblock(): void {
-    if (this.blockers === 0 || --this.blockers > 0) return;
-    const held = this.held!;
-    const quota = this.heldQuota!;
-    this.held = this.heldQuota = null;
+    const h = this.heldAcks;
+    if (h === null || --h.blockers > 0) return;
+    this.heldAcks = null;
+    const held = h.acks;
+    const quota = h.quota;
     for (let i = 0; i < held.length; i++) {
       if (quota[i] && this.inboundUnacked > 0) this.inboundUnacked--;
       this.broker.committer.send(this, held[i]!);

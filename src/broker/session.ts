@@ -60,6 +60,20 @@ const FLOW_LOW = 500;
 /** Entries read from the store at a time. */
 const REFILL_BATCH = 500;
 
+/** A session's publisher flow control (see holdPublisher): allocated on first use, an idle session has none. */
+class FlowState {
+  /** Publishers held back because the session fell behind (see Client.block); null when none. */
+  blocked: Set<Client> | null = null;
+  /** Acknowledgements received from the client: the progress the stall watch looks for. */
+  acks = 0;
+  /** Acknowledged nothing for limits.maxPublisherHoldMs while holding publishers: holds none until it acknowledges. */
+  stalled = false;
+  timer: NodeJS.Timeout | null = null;
+}
+
+/** The empty heap queue, shared by every session that has nothing queued (replaced before anything is added). */
+const NO_ENTRIES: OutEntry[] = Object.freeze([]) as unknown as OutEntry[];
+
 export class Session implements Recipient {
   readonly id: string;
   protocolVersion: ProtocolVersion;
@@ -85,7 +99,7 @@ export class Session implements Recipient {
   /** Entries with seq <= sentSeq have been sent at least once. */
   sentSeq = 0;
   private inflight: Map<number, OutEntry> | null = null;
-  private queue: OutEntry[] = [];
+  private queue: OutEntry[] = NO_ENTRIES;
   private qhead = 0;
   /** When > 0, entries with seq >= spillSeq are in the store only (persistent sessions). */
   private spillSeq = 0;
@@ -95,13 +109,8 @@ export class Session implements Recipient {
   queuedCount = 0;
   queuedBytes = 0;
 
-  /** Publishers held back because this session fell behind (see Client.block). */
-  private blocked: Set<Client> | null = null;
-  /** Acknowledgements received from the client: the progress the stall watch looks for. */
-  private acks = 0;
-  /** Acknowledged nothing for limits.maxPublisherHoldMs while holding publishers: holds none until it acknowledges. */
-  private stalled = false;
-  private stallTimer: NodeJS.Timeout | null = null;
+  /** Publisher flow control, from the first time this session holds a publisher back. */
+  private flow: FlowState | null = null;
 
   // ---- inbound ----
   inboundQos2: Set<number> | null = null;
@@ -215,14 +224,19 @@ export class Session implements Recipient {
         this.spillSeq = entry.seq;
         return;
       }
-      this.queue.push(entry);
+      this.enqueueHeap(entry);
     } else if (this.persistent) {
       // Offline persistent session: the store has it; nothing in the heap.
       this.spillSeq = entry.seq;
     } else {
       // Not attached yet (CONNACK waiting for the store) or about to end: the heap, bounded by the limits.
-      this.queue.push(entry);
+      this.enqueueHeap(entry);
     }
+  }
+
+  private enqueueHeap(entry: OutEntry): void {
+    if (this.queue === NO_ENTRIES) this.queue = [];
+    this.queue.push(entry);
   }
 
   /** Send an entry now if the window and the socket allow it. */
@@ -283,12 +297,14 @@ export class Session implements Recipient {
   /** A connected session fell behind: hold back the publisher of the message being routed. */
   private holdPublisher(): void {
     const pub = this.broker.publisher;
-    if (pub === null || pub === this.client || this.stalled || this.queuedCount - this.inflightCount <= FLOW_HIGH) return;
-    const b = (this.blocked ??= new Set());
+    if (pub === null || pub === this.client || this.queuedCount - this.inflightCount <= FLOW_HIGH) return;
+    const f = (this.flow ??= new FlowState());
+    if (f.stalled) return;
+    const b = (f.blocked ??= new Set());
     if (b.has(pub)) return;
     b.add(pub);
     pub.block();
-    if (this.stallTimer === null) this.watchStall();
+    if (f.timer === null) this.watchStall(f);
   }
 
   /**
@@ -296,33 +312,43 @@ export class Session implements Recipient {
    * limits.maxPublisherHoldMs (gone quiet, or not reading) must not stop them for good: it lets them go, and
    * its queue takes the rest up to maxQueuedMessages (then drops, counted). It holds again once it acknowledges.
    */
-  private watchStall(): void {
-    const seen = this.acks;
-    this.stallTimer = setTimeout(() => {
-      this.stallTimer = null;
-      if (this.blocked === null) return;
-      if (this.acks !== seen) return this.watchStall();
-      this.stalled = true;
+  private watchStall(f: FlowState): void {
+    const seen = f.acks;
+    f.timer = setTimeout(() => {
+      f.timer = null;
+      if (f.blocked === null) return;
+      if (f.acks !== seen) return this.watchStall(f);
+      f.stalled = true;
       this.broker.stats.stalledSubscribers++;
       this.releasePublishers();
     }, this.broker.limits.maxPublisherHoldMs);
-    this.stallTimer.unref();
+    f.timer.unref();
   }
 
   private releasePublishers(): void {
-    if (this.stallTimer !== null) {
-      clearTimeout(this.stallTimer);
-      this.stallTimer = null;
+    const f = this.flow;
+    if (f === null) return;
+    if (f.timer !== null) {
+      clearTimeout(f.timer);
+      f.timer = null;
     }
-    const b = this.blocked;
+    const b = f.blocked;
     if (b === null) return;
-    this.blocked = null;
+    f.blocked = null;
     for (const pub of b) pub.unblock();
   }
 
+  /** Holding publishers back, and down to where they may go. */
+  private get mayRelease(): boolean {
+    return this.flow !== null && this.flow.blocked !== null && this.queuedCount - this.inflightCount <= FLOW_LOW;
+  }
+
   private progress(): void {
-    this.acks++;
-    this.stalled = false;
+    const f = this.flow;
+    if (f !== null) {
+      f.acks++;
+      f.stalled = false;
+    }
   }
 
   /** Send what the window, the socket and the order allow. */
@@ -332,16 +358,16 @@ export class Session implements Recipient {
     const q = this.queue;
     while (this.qhead < q.length) {
       if (!this.trySend(q[this.qhead]!, c)) {
-        if (this.blocked !== null && this.queuedCount - this.inflightCount <= FLOW_LOW) this.releasePublishers();
+        if (this.mayRelease) this.releasePublishers();
         return;
       }
       q[this.qhead++] = undefined as unknown as OutEntry;
     }
     // heap queue empty
-    this.queue = [];
+    this.queue = NO_ENTRIES;
     this.qhead = 0;
     if (this.spillSeq !== 0) this.refill();
-    if (this.blocked !== null && this.queuedCount - this.inflightCount <= FLOW_LOW) this.releasePublishers();
+    if (this.mayRelease) this.releasePublishers();
   }
 
   private refill(): void {
@@ -355,7 +381,7 @@ export class Session implements Recipient {
         if (this.ended || this.spillSeq !== from) return;
         for (const e of entries) {
           if (e.seq < this.spillSeq) continue;
-          this.queue.push(new OutEntry(e.seq, Message.fromStored(e.message), e.qos, e.retain, e.subscriptionIds, e.state, null));
+          this.enqueueHeap(new OutEntry(e.seq, Message.fromStored(e.message), e.qos, e.retain, e.subscriptionIds, e.state, null));
           this.spillSeq = e.seq + 1;
         }
         // Caught up with the store: new entries may live in the heap again. A delivery made while an
@@ -422,7 +448,7 @@ export class Session implements Recipient {
   attach(client: Client): void {
     this.client = client;
     this.disconnectedAt = null;
-    this.stalled = false;
+    if (this.flow !== null) this.flow.stalled = false;
     this.pump();
   }
 
@@ -449,7 +475,7 @@ export class Session implements Recipient {
       if (this.mayRedistribute(e)) redistribute.push(e);
       else keep.push(e);
     }
-    this.queue = [];
+    this.queue = NO_ENTRIES;
     this.qhead = 0;
     for (const e of redistribute) {
       const other = e.group!.pick(this);
@@ -483,7 +509,7 @@ export class Session implements Recipient {
     this.releasePublishers();
     this.ended = true;
     this.inflight = null;
-    this.queue = [];
+    this.queue = NO_ENTRIES;
     this.qhead = 0;
     this.spillSeq = 0;
     this.queuedCount = 0;

@@ -118,7 +118,6 @@ export class Decoder {
 
   private readonly client: boolean;
   // One reader for every decoder: a packet is read to its end before onPacket runs, so nothing nests.
-  private readonly reader = SHARED_READER;
   private isFailed = false;
   // Partial fixed header: head[0] is the first byte, then the Remaining Length bytes so far.
   // Allocated on first use: most connections never see a fixed header split across reads.
@@ -168,7 +167,7 @@ export class Decoder {
     this.parts = null;
     this.bodySize = 0;
     this.bodyFilled = 0;
-    this.reader.release();
+    SHARED_READER.release();
   }
 
   push(chunk: Buffer): void {
@@ -354,7 +353,7 @@ export class Decoder {
   /** Decode one complete packet body [start, end); null after reporting an error. */
   private decodeBody(buf: Buffer, b0: number, start: number, end: number): Packet | null {
     const type = b0 >> 4;
-    const r = this.reader;
+    const r = SHARED_READER;
     r.reset(buf, start, end, type, this.protocolVersion);
     this.connectLevel = -1;
     let packet: Packet;
