@@ -11,17 +11,6 @@ export const LOADGEN_CPU = 1;
 export const PETREL_CLI = path.join(REPO_DIR, 'dist', 'cli', 'main.js');
 export const PETREL_INDEX = path.join(REPO_DIR, 'dist', 'index.js');
 
-/**
- * The node flags of the `petrel` executable, read from its #! line (`#!/usr/bin/env -S node FLAGS`).
- * Petrel is started with them, as `npx petrel` starts it; the Node floor gets the same flags, so it
- * stays the floor of the same runtime.
- */
-export function petrelNodeFlags() {
-  const first = fs.readFileSync(PETREL_CLI, 'utf8').split('\n', 1)[0];
-  const m = /^#!\S*env -S node(.*)$/.exec(first);
-  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
-}
-
 /** The mosquitto.conf settings used for the "mosquitto" target (besides the listener). */
 export const MOSQUITTO_SETTINGS = [
   'allow_anonymous true',
@@ -105,7 +94,7 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
   let argv;
   let cleanupDir = null;
   if (name.startsWith('petrel')) {
-    argv = [process.execPath, ...petrelNodeFlags(), PETREL_CLI, '--port', String(port), '--host', HOST];
+    argv = [process.execPath, PETREL_CLI, '--port', String(port), '--host', HOST];
     if (name === 'petrel') argv.push('--memory');
     else {
       cleanupDir = fs.mkdtempSync(path.join(WORK_DIR, 'petrel-data-'));
@@ -125,7 +114,7 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
   } else if (name === 'aedes') {
     argv = [process.execPath, path.join(BENCH_DIR, 'aedes-broker.mjs'), '--port', String(port), '--host', HOST];
   } else if (name === 'node-floor') {
-    argv = [process.execPath, ...petrelNodeFlags(), path.join(BENCH_DIR, 'node-floor.mjs'), '--port', String(port), '--host', HOST];
+    argv = [process.execPath, path.join(BENCH_DIR, 'node-floor.mjs'), '--port', String(port), '--host', HOST];
   } else {
     throw new Error(`unknown broker ${name}`);
   }

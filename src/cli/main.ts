@@ -1,11 +1,6 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env node
 // The `petrel` command. Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM),
 // 1 when the broker cannot start or fails, 2 for a bad flag or config value.
-//
-// V8's young generation is capped at 2 MB per semi-space (Node's default grows
-// it to 16 MB): with 10,000 idle connections that is ~1.5 KB less RSS per
-// connection, and the throughput scenarios ran as fast or faster
-// (bench/README.md, optimisation log). Embedders can pass the same flag to node.
 
 import { readFileSync } from 'node:fs';
 import { createBroker, PetrelError } from '../index.js';
