@@ -200,6 +200,7 @@ static struct {
   int broker_pid;
   int conns, concurrency;
   double settle;
+  double idle_wait; /* idle mode: seconds more, after settle, before the idle RSS reading */
   int keepalive;
   int sndbuf;
   int verbose;
@@ -213,7 +214,7 @@ static void usage(void) {
           "  throughput: --pubs N --subs M --pub-topic FMT --sub-filter FMT (%%d = index)\n"
           "              --qos Q [--sub-qos Q] [--payload 64] [--window 64] [--rate MSG_PER_S]\n"
           "              [--refill WINDOW/4] [--qos0-window auto] [--warmup 1] [--duration 5] [--drain 5] [--clean-sub 1] [--max-msgs N]\n"
-          "  idle:       --conns N [--concurrency 100] [--settle 2]\n"
+          "  idle:       --conns N [--concurrency 100] [--settle 2] [--idle-wait 0]\n"
           "  common:     [--broker-pid PID] [--prefix lg] [--keepalive 60] [--sndbuf BYTES]\n"
           "              [--setup-timeout 60] [--verbose]\n");
   exit(2);
@@ -245,6 +246,7 @@ static void parse_args(int argc, char **argv) {
   cfg.conns = 1000;
   cfg.concurrency = 100;
   cfg.settle = 2;
+  cfg.idle_wait = 0;
   cfg.keepalive = 60;
   cfg.sndbuf = 0;
   for (int i = 1; i < argc; i++) {
@@ -280,6 +282,7 @@ static void parse_args(int argc, char **argv) {
     else if (OPT("--conns")) cfg.conns = atoi(v);
     else if (OPT("--concurrency")) cfg.concurrency = atoi(v);
     else if (OPT("--settle")) cfg.settle = atof(v);
+    else if (OPT("--idle-wait")) cfg.idle_wait = atof(v);
     else if (OPT("--keepalive")) cfg.keepalive = atoi(v);
     else if (OPT("--sndbuf")) cfg.sndbuf = atoi(v);
     else if (OPT("--max-msgs")) cfg.max_msgs = strtoull(v, NULL, 10);
@@ -1177,6 +1180,14 @@ static int run_idle(void) {
   uint64_t settle_end = now_ns() + (uint64_t)(cfg.settle * 1e9);
   while (!stop_flag && now < settle_end) poll_once(50, &now);
   long rss_after = proc_rss_kb(cfg.broker_pid);
+  /* the connections stay idle a while longer: the broker's steady state (a garbage-collected runtime
+     gives back what the connect burst made it grow only after some idle seconds) */
+  long rss_idle = -1;
+  if (cfg.idle_wait > 0) {
+    uint64_t idle_end = now_ns() + (uint64_t)(cfg.idle_wait * 1e9);
+    while (!stop_flag && now < idle_end) poll_once(50, &now);
+    rss_idle = proc_rss_kb(cfg.broker_pid);
+  }
   int alive = count_state(ROLE_IDLE, ST_READY);
   FILE *o = stdout;
   fprintf(o, "{\"mode\":\"idle\",\"conns\":%d,\"connected\":%d,\"alive_after_settle\":%d,\"failed\":%d,", nconns,
@@ -1187,6 +1198,8 @@ static int run_idle(void) {
   fprintf(o, ",\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,\"rss_per_conn_bytes\":%.1f,", rss_before, rss_after,
           (rss_before >= 0 && rss_after >= 0 && connected > 0) ? (double)(rss_after - rss_before) * 1024.0 / connected
                                                                 : -1.0);
+  fprintf(o, "\"rss_idle_kb\":%ld,\"rss_per_conn_idle_bytes\":%.1f,", rss_idle,
+          (rss_before >= 0 && rss_idle >= 0 && connected > 0) ? (double)(rss_idle - rss_before) * 1024.0 / connected : -1.0);
   json_cpustat(o, &cs0, &cs1);
   fprintf(o, ",\"broker_cpu_s\":%.3f,\"loadgen_cpu_s\":%.3f,\"timed_out\":%s,\"error\":",
           bcpu0 >= 0 ? bcpu1 - bcpu0 : -1.0, lcpu1 - lcpu0, done < nconns ? "true" : "false");

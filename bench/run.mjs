@@ -63,7 +63,8 @@ function describe(sc, r) {
   if (r.error && !r.mode && r.rate === undefined) return `ERROR ${String(r.error).split('\n')[0]}`;
   if (sc.kind === 'inproc') return r.skipped ? `skipped: ${r.skipped}` : `${fmtRate(r.rate)} msg/s (lost ${r.lost}, cpu ${r.cpu_s?.toFixed(2)} s)${r.error ? ` error: ${r.error.split('\n')[0]}` : ''}`;
   if (sc.kind === 'idle')
-    return `${r.connected}/${r.conns} connected, ${fmtRate(r.connect_rate)} conn/s, ${(r.rss_per_conn_bytes / 1024).toFixed(2)} KB/conn` +
+    return `${r.connected}/${r.conns} connected, ${fmtRate(r.connect_rate)} conn/s (cold ${fmtRate(r.connect_rate_cold)}), ${(r.rss_per_conn_bytes / 1024).toFixed(2)} KB/conn after 2 s` +
+      (r.rss_per_conn_idle_bytes > 0 ? `, ${(r.rss_per_conn_idle_bytes / 1024).toFixed(2)} KB/conn idle` : '') +
       ` (loadgen ${r.loadgen_cpu_s?.toFixed(2)} s CPU, broker ${r.broker_cpu_s?.toFixed(2)} s)${r.error ? ` [${r.error}]` : ''}`;
   const lat = sc.id.startsWith('latency') ? ` p50 ${(r.latency.p50_us / 1e3).toFixed(2)} ms p99 ${(r.latency.p99_us / 1e3).toFixed(2)} ms` : '';
   const check = [];
@@ -103,7 +104,7 @@ async function runOne(sc, broker, opts) {
       await sleep(1000);
       // Round 2, the same number again on the now warm broker (as the throughput scenarios measure after a
       // warm-up): the connect rate of a broker that has been running.
-      const warm = await runLoadgen({ mode: 'idle', ...common, ...load, settle: 0, setupTimeout: 60 }, { cpu: LOADGEN_CPU });
+      const warm = await runLoadgen({ mode: 'idle', ...common, ...load, settle: 0, idleWait: 0, setupTimeout: 60 }, { cpu: LOADGEN_CPU });
       res = {
         ...cold,
         connect_rate_cold: cold.connect_rate,
@@ -115,6 +116,7 @@ async function runOne(sc, broker, opts) {
         connack_latency: warm.connack_latency,
         broker_cpu_s: warm.broker_cpu_s,
         loadgen_cpu_s: warm.loadgen_cpu_s,
+        rss_per_conn_idle_bytes: cold.rss_per_conn_idle_bytes >= 0 ? cold.rss_per_conn_idle_bytes : null,
         warm_connected: warm.connected,
         error: cold.error ?? warm.error ?? null,
       };

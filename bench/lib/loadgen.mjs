@@ -51,6 +51,7 @@ const FLAG = {
   conns: '--conns',
   concurrency: '--concurrency',
   settle: '--settle',
+  idleWait: '--idle-wait',
   keepalive: '--keepalive',
   sndbuf: '--sndbuf',
   maxMsgs: '--max-msgs',
@@ -80,7 +81,7 @@ export async function runLoadgen(opts, { cpu = null, logFile = null } = {}) {
   const mode = opts.mode ?? 'throughput';
   const budget =
     mode === 'idle'
-      ? (opts.setupTimeout ?? 60) + (opts.settle ?? 2) + 15
+      ? (opts.setupTimeout ?? 60) + (opts.settle ?? 2) + (opts.idleWait ?? 0) + 15
       : (opts.setupTimeout ?? 60) + (opts.warmup ?? 1) + (opts.duration ?? 5) + (opts.drain ?? 5) + 15;
   const r = await runTracked('loadgen', [bin, ...loadgenArgs(opts)], { cpu, timeoutMs: budget * 1000, logFile });
   const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();

@@ -154,6 +154,10 @@ function goalFor(sc, m, v) {
     }
     case 'idle-10k|rss_per_conn_bytes': {
       const f = v['node-floor'];
+      return [f == null ? '' : `(bare Node net.Server: ${(f / 1024).toFixed(1)} KB)`, null];
+    }
+    case 'idle-10k|rss_per_conn_idle_bytes': {
+      const f = v['node-floor'];
       return [`≤ 4 KB${f == null ? '' : ` (bare Node net.Server: ${(f / 1024).toFixed(1)} KB)`}`, p == null ? null : p <= 4096];
     }
     case 'p2p-qos2|recv_rate': {

@@ -3,8 +3,9 @@
 // kind 'throughput': loadgen publishers -> subscribers; metric = messages per
 //   second received by all subscribers together during the measured window.
 // kind 'idle': loadgen opens N idle connections on the fresh broker (RSS growth
-//   per connection, cold connect rate), closes them, and opens N again (warm
-//   connect rate, the goal's figure).
+//   per connection 2 s after the last CONNACK and once idle 15 s more; cold
+//   connect rate), closes them, and opens N again (warm connect rate, the
+//   goal's figure).
 // kind 'inproc': Petrel's in-process API (bench/inproc.mjs), Petrel only.
 
 const P2P = { pubs: 100, subs: 100, pubTopic: 'bench/p2p/%d', subFilter: 'bench/p2p/%d' };
@@ -85,12 +86,13 @@ export const SCENARIOS = [
     id: 'idle-10k',
     title: '10,000 idle connections',
     kind: 'idle',
-    load: { conns: 10000, concurrency: 100, settle: 2 },
-    quickLoad: { conns: 2000, settle: 0.5 },
+    load: { conns: 10000, concurrency: 100, settle: 2, idleWait: 15 },
+    quickLoad: { conns: 2000, settle: 0.5, idleWait: 0 },
     metrics: [
       { key: 'connect_rate', label: 'connections/s, warm (second round)', short: 'conn/s', better: 'higher' },
       { key: 'connect_rate_cold', label: 'connections/s, cold (first round after start)', short: 'cold conn/s', better: 'higher' },
-      { key: 'rss_per_conn_bytes', label: 'KB RSS per connection', short: 'RSS', better: 'lower', scale: 1 / 1024 },
+      { key: 'rss_per_conn_idle_bytes', label: 'KB RSS per connection, idle (17 s after connecting)', short: 'RSS idle', better: 'lower', scale: 1 / 1024 },
+      { key: 'rss_per_conn_bytes', label: 'KB RSS per connection, 2 s after connecting', short: 'RSS 2 s', better: 'lower', scale: 1 / 1024 },
     ],
     goal: { vs: 'mosquitto', metric: 'connect_rate', min: 0.5 },
     extraBrokers: ['node-floor'],
