@@ -114,7 +114,6 @@ function loadDriver(): typeof BetterSqlite3 {
   return driver;
 }
 
-
 // ---- the batch ----
 
 /** eState value of an enqueue cancelled by a later dequeue or deleteSession of the batch. */
@@ -204,13 +203,15 @@ type MessageCols = [number, string, number, number, number, number | null, strin
 /**
  * [seq, flags, subscription_ids, message_id,
  *  inline: topic, received_at, expires_at, properties, payload,
- *  shared (messages row): topic, qos, retain, received_at, expires_at, properties, payload]
+ *  shared: ...MessageCols of the messages row (all null for an inline row)]
  */
 type QueueCols = [
   number, number, string | null, number,
   string | null, number | null, number | null, string | null, Buffer | null,
-  string | null, number | null, number | null, number | null, number | null, string | null, Buffer | null,
+  number | null, string | null, number | null, number | null, number | null, number | null, string | null, Buffer | null,
 ];
+/** Offset of the messages row's columns in QueueCols. */
+const QUEUE_SHARED_COLS = 9;
 /** count(*), sum(size), sum(shared) of the rows a dequeue statement will delete. */
 type DequeueStats = [number, number | null, number | null];
 /** The same per session: sid, count(*), sum(size), sum(shared). */
@@ -225,7 +226,7 @@ const F_STATE_MASK = 3 << F_STATE_SHIFT;
 const F_MSG_QOS_SHIFT = 5;
 const F_MSG_RETAIN = 1 << 7;
 
-function messageFrom(r: MessageCols, o: number): StoredMessage {
+function messageFrom(r: MessageCols | QueueCols, o: number): StoredMessage {
   const m: StoredMessage = {
     id: r[o] as number,
     topic: r[o + 1] as string,
@@ -244,9 +245,8 @@ function messageFrom(r: MessageCols, o: number): StoredMessage {
 /** The message of a queue row; null if the row is shared and its message is missing (a damaged file). */
 function queueMessageFrom(r: QueueCols): StoredMessage | null {
   const flags = r[1];
-  let m: StoredMessage;
   if (r[4] !== null) {
-    m = {
+    const m: StoredMessage = {
       id: r[3],
       topic: r[4],
       payload: r[8] ?? Buffer.alloc(0),
@@ -256,20 +256,10 @@ function queueMessageFrom(r: QueueCols): StoredMessage | null {
     };
     if (r[6] !== null) m.expiresAt = r[6];
     if (r[7] !== null) m.properties = decodeProperties(r[7]);
-  } else {
-    if (r[9] === null) return null;
-    m = {
-      id: r[3],
-      topic: r[9],
-      payload: r[15] ?? Buffer.alloc(0),
-      qos: r[10] as QoS,
-      retain: r[11] !== 0,
-      receivedAt: r[12] as number,
-    };
-    if (r[13] !== null) m.expiresAt = r[13];
-    if (r[14] !== null) m.properties = decodeProperties(r[14]);
+    return m;
   }
-  return m;
+  // Shared: the messages row (missing if the file is damaged).
+  return r[QUEUE_SHARED_COLS] === null ? null : messageFrom(r, QUEUE_SHARED_COLS);
 }
 
 function b(v: boolean): number {
@@ -1235,8 +1225,7 @@ function prepare(db: Db): Statements {
     setMaxId: db.prepare("UPDATE meta SET value = max(value, ?) WHERE key = 'max_message_id'"),
     readQueue: db
       .prepare<[number, number, number], QueueCols>(
-        'SELECT q.seq, q.flags, q.subscription_ids, q.message_id, q.topic, q.received_at, q.expires_at, q.properties, q.payload, ' +
-          'm.topic, m.qos, m.retain, m.received_at, m.expires_at, m.properties, m.payload ' +
+        `SELECT q.seq, q.flags, q.subscription_ids, q.message_id, q.topic, q.received_at, q.expires_at, q.properties, q.payload, ${MESSAGE_COLS} ` +
           'FROM queue q LEFT JOIN messages m ON q.shared = 1 AND m.id = q.message_id ' +
           'WHERE q.sid = ? AND q.seq >= ? ORDER BY q.seq LIMIT ?',
       )
