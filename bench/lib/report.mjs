@@ -134,6 +134,14 @@ function ratio(a, b) {
   return a != null && b != null && b !== 0 ? a / b : null;
 }
 
+/** `text` followed by the bare Node net.Server's figure for an idle-10k metric (connect rate or RSS), if measured. */
+function withNodeFloor(text, m, v) {
+  const f = v['node-floor'];
+  if (f == null) return text;
+  const floor = `(bare Node net.Server: ${m.key.startsWith('rss') ? `${(f / 1024).toFixed(1)} KB` : `${(f / 1000).toFixed(1)}k/s`})`;
+  return text === '' ? floor : `${text} ${floor}`;
+}
+
 function goalFor(sc, m, v) {
   const p = v.petrel;
   switch (`${sc.id}|${m.key}`) {
@@ -145,21 +153,13 @@ function goalFor(sc, m, v) {
       return ['', null];
     case 'idle-10k|connect_rate': {
       const r = ratio(p, v.mosquitto);
-      const f = v['node-floor'];
-      return [`≥ 0.5× Mosquitto${f == null ? '' : ` (bare Node net.Server: ${(f / 1000).toFixed(1)}k/s)`}`, r == null ? null : r >= 0.5];
+      return [withNodeFloor('≥ 0.5× Mosquitto', m, v), r == null ? null : r >= 0.5];
     }
-    case 'idle-10k|connect_rate_cold': {
-      const f = v['node-floor'];
-      return [f == null ? '' : `(bare Node net.Server: ${(f / 1000).toFixed(1)}k/s)`, null];
-    }
-    case 'idle-10k|rss_per_conn_bytes': {
-      const f = v['node-floor'];
-      return [f == null ? '' : `(bare Node net.Server: ${(f / 1024).toFixed(1)} KB)`, null];
-    }
-    case 'idle-10k|rss_per_conn_idle_bytes': {
-      const f = v['node-floor'];
-      return [`≤ 4 KB${f == null ? '' : ` (bare Node net.Server: ${(f / 1024).toFixed(1)} KB)`}`, p == null ? null : p <= 4096];
-    }
+    case 'idle-10k|connect_rate_cold':
+    case 'idle-10k|rss_per_conn_bytes':
+      return [withNodeFloor('', m, v), null];
+    case 'idle-10k|rss_per_conn_idle_bytes':
+      return [withNodeFloor('≤ 4 KB', m, v), p == null ? null : p <= 4096];
     case 'p2p-qos2|recv_rate': {
       const r1 = ratio(p, v.mosquitto);
       const r2 = ratio(p, v.aedes);
