@@ -10,6 +10,8 @@
 // Usage: node crash-child.js <dataDir> <K>
 
 import { writeSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { QueueState, type StoredMessage } from '../../src/store/types.js';
 
@@ -50,6 +52,7 @@ async function main(): Promise<void> {
   await store.close();
 }
 
-if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'))) {
+// Run as a script (not imported): compared as paths, so that a checkout under a path with spaces works too.
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   await main();
 }
