@@ -338,7 +338,7 @@ describe(`fuzz: ${TOTAL_PACKETS} random and mutated packets against a live broke
       while (!stopHealthy) {
         const payload = `h-${SEED}-${++i}`;
         try {
-          await withTimeout(h.client.publishAsync(`healthy-fuzz/${i % 7}`, payload, { qos: 1 }), 5000, `PUBACK for ${payload}`);
+          await withTimeout(h.client.publishAsync(`healthy-fuzz/${i % 7}`, payload, { qos: 1 }), 15_000, `PUBACK for ${payload}`);
         } catch (err) {
           healthyError = err;
           return;

@@ -53,7 +53,7 @@ export class Peer {
   private closedResolve: (() => void) | null = null;
   closed: Promise<void> = Promise.resolve();
 
-  connect(port: number, o: ConnectOptions, timeoutMs = 5000): Promise<ConnackPacket> {
+  connect(port: number, o: ConnectOptions, timeoutMs = 15_000): Promise<ConnackPacket> {
     this.version = o.version ?? 4;
     const sock = net.connect(port, '127.0.0.1');
     sock.setNoDelay(true);
@@ -91,7 +91,7 @@ export class Peer {
     }
   }
 
-  subscribe(filter: string, qos: QoS, timeoutMs = 5000): Promise<SubackPacket> {
+  subscribe(filter: string, qos: QoS, timeoutMs = 15_000): Promise<SubackPacket> {
     const pid = this.allocId();
     this.send({ type: 8, packetId: pid, subscriptions: [{ filter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
     return this.expect((p) => p.type === 9 && p.packetId === pid, timeoutMs) as Promise<SubackPacket>;

@@ -315,9 +315,9 @@ describe('wills', T, () => {
     });
     const at = Date.now();
     w.client.destroy();
-    await watcher.messages.count('wsx/x', 1, 4000);
+    await watcher.messages.count('wsx/x', 1, 15_000);
     const elapsed = Date.now() - at;
-    assert.ok(elapsed >= 800 && elapsed < 3500, `published when the session ended (${elapsed} ms), not after 60 s`);
+    assert.ok(elapsed >= 800 && elapsed < 15_000, `published when the session ended (${elapsed} ms), not after 60 s`);
   });
 
   it('will properties are forwarded, user properties in order [MQTT-3.1.3-10]', T, async () => {

@@ -17,7 +17,8 @@ async function until(cond: () => boolean, ms: number): Promise<void> {
 describe('publisher flow control', () => {
   it('a subscriber that stops acknowledging holds back the publisher: nothing acknowledged is dropped, and all of it arrives once the subscriber reads again', async () => {
     // A queue limit far below what is published: without flow control most messages would be dropped.
-    const tb = await startBroker({ limits: { maxQueuedMessages: 3000, maxInflight: 100 } });
+    // maxPublisherHoldMs far above the test's length: only the subscriber's acks release the publisher here.
+    const tb = await startBroker({ limits: { maxQueuedMessages: 3000, maxInflight: 100, maxPublisherHoldMs: 600_000 } });
     try {
       const sub = new Peer();
       sub.autoAck = false;
@@ -38,7 +39,8 @@ describe('publisher flow control', () => {
       };
       pump();
       // The subscriber holds its 100-message window; the publisher gets some acks, then is held.
-      await sleep(500);
+      await until(() => tb.broker.stats.publisherBlocks > 0, 15_000);
+      await sleep(200);
       const ackedWhileStalled = acked;
       assert.ok(ackedWhileStalled < total, `publisher was held back (acked ${ackedWhileStalled} of ${total})`);
       assert.ok(tb.broker.stats.publisherBlocks > 0, 'the broker recorded holding the publisher');
@@ -60,7 +62,7 @@ describe('publisher flow control', () => {
   });
 
   it('a subscriber that goes away releases the publisher it was holding back', async () => {
-    const tb = await startBroker({ limits: { maxInflight: 50 } });
+    const tb = await startBroker({ limits: { maxInflight: 50, maxPublisherHoldMs: 600_000 } });
     try {
       const sub = new Peer();
       sub.autoAck = false;
@@ -71,7 +73,7 @@ describe('publisher flow control', () => {
       let acked = 0;
       pub.onCompleted = () => acked++;
       for (let i = 0; i < 3000; i++) pub.publish('gone/x', Buffer.from(String(i)), 1);
-      await until(() => tb.broker.stats.publisherBlocks > 0, 5000);
+      await until(() => tb.broker.stats.publisherBlocks > 0, 15_000);
       assert.ok(tb.broker.stats.publisherBlocks > 0);
       assert.ok(acked < 3000);
       sub.destroy();

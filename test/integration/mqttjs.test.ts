@@ -552,10 +552,10 @@ describe('MQTT 5.0 features', T, () => {
     assert.equal(small.connack.properties?.serverKeepAlive, undefined, 'a keep alive within the limit is kept');
     // The broker holds the client to the Server Keep Alive: silent for 1.5 x 2 s → DISCONNECT 0x8D.
     const start = Date.now();
-    const d = await zero.client.expect(14, 6000);
+    const d = await zero.client.expect(14, 10_000);
     const elapsed = Date.now() - start;
     assert.equal(d.reasonCode, 0x8d);
-    assert.ok(elapsed >= 2800 && elapsed < 5000, `disconnected after ${elapsed} ms (1.5 x 2 s)`);
+    assert.ok(elapsed >= 2800 && elapsed < 8000, `disconnected after ${elapsed} ms (1.5 x 2 s)`);
     await zero.client.closed();
   });
 
@@ -566,10 +566,11 @@ describe('MQTT 5.0 features', T, () => {
     const start = Date.now();
     const timer = setInterval(() => pinger.client.sendPacket({ type: 12 }), 400);
     try {
-      const d = await silent.client.expect(14, 4000);
+      const d = await silent.client.expect(14, 8000);
       const elapsed = Date.now() - start;
       assert.equal(d.reasonCode, 0x8d, 'Keep Alive timeout');
-      assert.ok(elapsed >= 1400 && elapsed < 3000, `disconnected after ${elapsed} ms`);
+      // Normally 1.75-2 s (checked every 250 ms, never early); the upper bound leaves room for a stalled machine.
+      assert.ok(elapsed >= 1400 && elapsed < 6000, `disconnected after ${elapsed} ms`);
       await silent.client.closed();
       await sleep(Math.max(0, 2600 - (Date.now() - start)));
       assert.equal(pinger.client.isClosed, false, 'the client that pings stays connected');
@@ -583,9 +584,9 @@ describe('MQTT 5.0 features', T, () => {
   it('keep alive: a silent 3.1.1 client is disconnected (closed) after 1.5 x keep alive [MQTT-3.1.2-24 (3.1.1)]', T, async () => {
     const { client } = track.raw(await RawClient.connect(tb.port, 4, { keepAlive: 1 }));
     const start = Date.now();
-    await client.closed(4000);
+    await client.closed(8000);
     const elapsed = Date.now() - start;
-    assert.ok(elapsed >= 1400 && elapsed < 3000, `closed after ${elapsed} ms`);
+    assert.ok(elapsed >= 1400 && elapsed < 6000, `closed after ${elapsed} ms`);
     assert.equal(client.unread.length, 0, 'nothing sent before closing');
   });
 
@@ -696,7 +697,7 @@ describe('MQTT 5.0 features', T, () => {
 
   it('session expiry: the session survives within the interval and is discarded after it [MQTT-4.1.0-2] [MQTT-3.1.2-23]', T, async () => {
     const id = uniqueId('sexp');
-    const opts = { clientId: id, clean: false, properties: { sessionExpiryInterval: 1 } };
+    const opts = { clientId: id, clean: false, properties: { sessionExpiryInterval: 3 } };
     const a = await conn(opts);
     await a.client.subscribeAsync('sexp/x', { qos: 1 });
     await a.client.endAsync();
@@ -704,7 +705,7 @@ describe('MQTT 5.0 features', T, () => {
     assert.equal(b.connack.sessionPresent, true, 'reconnected within the interval');
     const sessions = tb.broker.sessionCount;
     await b.client.endAsync();
-    await waitFor(() => tb.broker.sessionCount === sessions - 1, 4000, 'the session to expire');
+    await waitFor(() => tb.broker.sessionCount === sessions - 1, 10_000, 'the session to expire');
     const c = await conn(opts);
     assert.equal(c.connack.sessionPresent, false, 'the session is gone after the interval');
     const pub = await conn();
@@ -718,22 +719,22 @@ describe('MQTT 5.0 features', T, () => {
   it('will delay: published after the delay; not published if the client reconnects before it [MQTT-3.1.2-8] [MQTT-3.1.3-9]', T, async () => {
     const watcher = await conn();
     await watcher.client.subscribeAsync('wd/#', { qos: 1 });
-    const will = (t: string) => ({ topic: t, payload: Buffer.from('bye'), qos: 1 as const, retain: false, properties: { willDelayInterval: 1 } });
-    const w = await conn({ clean: false, properties: { sessionExpiryInterval: 30 }, will: will('wd/late') });
+    const will = (t: string, delay: number) => ({ topic: t, payload: Buffer.from('bye'), qos: 1 as const, retain: false, properties: { willDelayInterval: delay } });
+    const w = await conn({ clean: false, properties: { sessionExpiryInterval: 30 }, will: will('wd/late', 1) });
     const dropAt = Date.now();
     w.client.stream.destroy();
-    await watcher.messages.count('wd/late', 1, 4000);
+    await watcher.messages.count('wd/late', 1, 10_000);
     const elapsed = Date.now() - dropAt;
     assert.ok(elapsed >= 900, `published after the delay (${elapsed} ms)`);
-    // Reconnect within the delay: no will.
+    // Reconnect within the delay (3 s, room for a slow reconnect): no will.
     const id = uniqueId('wd');
-    const w2 = await conn({ clientId: id, clean: false, properties: { sessionExpiryInterval: 30 }, will: will('wd/cancelled') });
+    const w2 = await conn({ clientId: id, clean: false, properties: { sessionExpiryInterval: 30 }, will: will('wd/cancelled', 3) });
     const connected = tb.broker.connectedClients;
     w2.client.stream.destroy();
     await waitFor(() => tb.broker.connectedClients === connected - 1, 3000, 'the drop to be seen');
     const back = await conn({ clientId: id, clean: false, properties: { sessionExpiryInterval: 30 } });
     assert.equal(back.connack.sessionPresent, true);
-    await sleep(1500); // longer than the will delay: proves the will does not come
+    await sleep(3500); // longer than the will delay: proves the will does not come
     assert.deepEqual(watcher.messages.payloads('wd/cancelled'), []);
   });
 
@@ -743,8 +744,8 @@ describe('MQTT 5.0 features', T, () => {
     const w = await conn({ will: { topic: 'wd0/x', payload: Buffer.from('now'), qos: 1, retain: false, properties: { willDelayInterval: 30 } } });
     const dropAt = Date.now();
     w.client.stream.destroy();
-    await watcher.messages.count('wd0/x', 1, 3000);
-    assert.ok(Date.now() - dropAt < 2000, 'not held for the 30 s delay');
+    await watcher.messages.count('wd0/x', 1, 10_000);
+    assert.ok(Date.now() - dropAt < 10_000, 'not held for the 30 s delay');
   });
 
   it('DISCONNECT 0x04 (Disconnect with Will Message) publishes the will; 0x00 does not [MQTT-3.14.4-3]', T, async () => {
