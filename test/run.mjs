@@ -4,6 +4,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawn } from 'node:child_process';
+import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
@@ -67,9 +68,10 @@ function onLine(line) {
     currentIndent = m[1].length;
   }
 }
+const utf8 = new StringDecoder('utf8'); // a character split between two chunks is decoded whole
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
-  pending += chunk.toString('utf8');
+  pending += utf8.write(chunk);
   let i;
   while ((i = pending.indexOf('\n')) >= 0) {
     onLine(pending.slice(0, i));
