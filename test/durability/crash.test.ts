@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { kill, startPetrel, type PetrelProcess } from './petrel-process.js';
 import { prng } from '../helpers/random.js';
 import { Peer, type Received } from '../helpers/peer.js';
+import { sleep } from '../helpers/wait.js';
 
 const KILL_POINTS = Number(process.env.PETREL_KILL_POINTS ?? 5);
 const SEED = Number(process.env.PETREL_SEED ?? Date.now() % 1_000_000);
@@ -27,7 +28,6 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const seqOf = (r: Received) => Number(r.packet.payload.toString());
 
 /**

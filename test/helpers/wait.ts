@@ -32,6 +32,12 @@ export async function waitFor(predicate: () => boolean, ms: number, what: string
   }
 }
 
+/** Poll until the predicate holds or ms have passed, and return either way (the caller's assertions say what is missing). */
+export async function until(predicate: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!predicate() && Date.now() < deadline) await sleep(10);
+}
+
 /** The arguments of the next `event` of an emitter, within ms ('error' rejects). */
 export function onceEvent<T extends unknown[] = unknown[]>(emitter: Emitter, event: string, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {

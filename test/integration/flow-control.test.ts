@@ -6,13 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBroker } from '../helpers/broker.js';
 import { Peer } from '../helpers/peer.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await sleep(10);
-}
+import { sleep, until } from '../helpers/wait.js';
 
 describe('publisher flow control', () => {
   it('a subscriber that stops acknowledging holds back the publisher: nothing acknowledged is dropped, and all of it arrives once the subscriber reads again', async () => {

@@ -6,9 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBroker } from '../helpers/broker.js';
 import { Peer } from '../helpers/peer.js';
-import { waitFor } from '../helpers/wait.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, waitFor } from '../helpers/wait.js';
 
 describe('shared subscriptions: a member goes away with a message in flight', () => {
   for (const qos of [1, 2] as const) {

@@ -7,13 +7,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBroker } from '../helpers/broker.js';
 import { Peer } from '../helpers/peer.js';
+import { sleep, until } from '../helpers/wait.js';
 import net from 'node:net';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await sleep(10);
-}
 
 function ipv6Available(): Promise<boolean> {
   return new Promise((resolve) => {
