@@ -4,7 +4,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +36,13 @@ describe('petrel command line', () => {
     const r = run(['--version']);
     assert.equal(r.code, 0);
     assert.equal(r.stdout.trim(), `petrel ${pkg.version}`);
+  });
+
+  it('the build leaves bin.petrel executable (an npx cache that already links the checkout does not chmod it)', () => {
+    // npm makes a bin executable only when it links it. Once the npx cache holds this checkout, a rebuilt
+    // dist/ (tsc writes 0644) is run as it is: "sh: petrel: Permission denied" unless the build sets the mode.
+    const mode = statSync(CLI).mode;
+    assert.equal(mode & 0o111, 0o111, `dist/cli/main.js mode ${(mode & 0o777).toString(8)}`);
   });
 
   it('npx petrel --help works in the checkout (bin.petrel)', () => {
