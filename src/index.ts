@@ -78,6 +78,25 @@ export interface PetrelBroker {
   readonly retainedCount: number;
   /** Called if the store fails: the broker has shut down. */
   onFatal(handler: (err: unknown) => void): void;
+  /** What the broker holds for one client id, or undefined if it has no session. */
+  session(clientId: string): SessionInfo | undefined;
+}
+
+export interface SessionInfo {
+  clientId: string;
+  online: boolean;
+  /** Session Expiry Interval, seconds. */
+  expiryInterval: number;
+  subscriptions: number;
+  /** QoS 1/2 messages queued or in flight (heap and store), and their payload bytes. */
+  queuedMessages: number;
+  queuedBytes: number;
+  /** Messages in flight (sent, not yet acknowledged). */
+  inflight: number;
+  /** Bytes of messages this session holds in memory (in flight and queued in the heap); see limits.maxSessionHeapBytes. */
+  heapBytes: number;
+  /** Retained messages still owed to its new subscriptions. */
+  retainedOwed: number;
 }
 
 class PublicBroker implements PetrelBroker {
@@ -111,6 +130,22 @@ class PublicBroker implements PetrelBroker {
   }
   onFatal(handler: (err: unknown) => void): void {
     this.#core.onFatal(handler);
+  }
+  session(clientId: string): SessionInfo | undefined {
+    const s = this.#core.sessions.get(clientId);
+    if (s === undefined) return undefined;
+    const out = s.out;
+    return {
+      clientId,
+      online: s.online,
+      expiryInterval: s.expiryInterval,
+      subscriptions: s.subscriptions.size,
+      queuedMessages: out.queuedCount,
+      queuedBytes: out.queuedBytes,
+      inflight: out.inflightCount,
+      heapBytes: out.heapBytes,
+      retainedOwed: out.retainedOwed,
+    };
   }
 }
 

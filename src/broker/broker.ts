@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { Properties, ProtocolVersion, QoS, SubscriptionRequest, WillMessage } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
 import { parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
-import type { Store, StoredWill } from '../store/types.js';
+import type { Store, StoredMessage, StoredWill } from '../store/types.js';
 import { Connection } from '../transport/connection.js';
 import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
 import { Client, ClientState } from './client.js';
@@ -46,10 +46,6 @@ export interface BrokerStats {
   keepAliveTimeouts: number;
   /** Messages dropped by full in-process subscriptions. */
   localDropped: number;
-  /** Times a publisher's acknowledgements were held back because a subscriber fell behind. */
-  publisherBlocks: number;
-  /** Times a subscriber that acknowledged nothing for limits.maxPublisherHoldMs let its held publishers go. */
-  stalledSubscribers: number;
   willsPublished: number;
 }
 
@@ -57,6 +53,8 @@ const MAX_TIMER = 0x7fffffff;
 /** Interval of the keep-alive sweep, ms. */
 const SWEEP_MS = 250;
 const NEVER = 0xffffffff;
+/** Sweeps between two expiry passes over retained messages and offline queues (10 s). */
+const EXPIRY_SWEEPS = 40;
 
 /** setTimeout for delays longer than 24.8 days. */
 function longTimeout(ms: number, fn: () => void): NodeJS.Timeout {
@@ -100,13 +98,23 @@ export class Broker {
     protocolErrors: 0,
     keepAliveTimeouts: 0,
     localDropped: 0,
-    publisherBlocks: 0,
-    stalledSubscribers: 0,
     willsPublished: 0,
   };
   closing = false;
-  /** The client whose QoS 1/2 PUBLISH is being routed right now (for publisher flow control). */
-  publisher: Client | null = null;
+  /**
+   * While true (routing an inbound QoS 2 message whose packet id is not committed yet), whatever is written to a
+   * recipient's connection stays off the wire until the commit.
+   */
+  holdDeliveries = false;
+  /** Live messages by stored id, so that queues refilled from the store share one payload. */
+  private readonly liveMessages = new Map<number, WeakRef<Message>>();
+  private readonly liveMessagesGone = new FinalizationRegistry<number>((id) => {
+    const r = this.liveMessages.get(id);
+    if (r !== undefined && r.deref() === undefined) this.liveMessages.delete(id);
+  });
+  /** Retained messages that carry an expiry, by topic, for the sweep. */
+  private readonly expiringRetained = new Map<string, Message>();
+  private sweepsToExpiry = 0;
   private started = false;
   private closed = false;
   private messageId = 1;
@@ -160,7 +168,7 @@ export class Broker {
     this.started = true;
     const state = await this.store.open();
     this.messageId = Math.max(1, state.nextMessageId);
-    for (const m of state.retained) this.retained.set(m.topic, Message.fromStored(m));
+    for (const m of state.retained) this.setRetainedIndex(m.topic, Message.fromStored(m));
     const now = Date.now();
     const endedWills: [string, StoredWill][] = [];
     for (const loaded of state.sessions) {
@@ -174,7 +182,7 @@ export class Broker {
       }
       const s = new Session(this, rec.clientId, rec.protocolVersion, rec.expiryInterval);
       s.stored = true;
-      s.restoreQueue(loaded.queue.count, loaded.queue.bytes, loaded.queue.lastSeq, loaded.queue.sentSeq);
+      s.out.restore(loaded.queue.count, loaded.queue.bytes, loaded.queue.lastSeq, loaded.queue.sentSeq);
       if (loaded.inboundQos2.length > 0) s.inboundQos2 = new Set(loaded.inboundQos2);
       for (const r of loaded.subscriptions) {
         const shared = parseSharedFilter(r.filter);
@@ -513,11 +521,46 @@ export class Broker {
     if (msg.retain && this.limits.retainAvailable) {
       // An empty retained message clears the topic and is not stored [MQTT-3.3.1-6/7].
       const value = msg.payload.length === 0 ? null : msg;
-      this.retained.set(msg.topic, value);
+      this.setRetainedIndex(msg.topic, value);
       this.store.setRetained(msg.topic, value);
       this.committer.touch();
     }
     return this.route(msg);
+  }
+
+  private setRetainedIndex(topic: string, msg: Message | null): void {
+    this.retained.set(topic, msg);
+    if (msg !== null && msg.expiresAt !== undefined) this.expiringRetained.set(topic, msg);
+    else this.expiringRetained.delete(topic);
+  }
+
+  /** One Message per stored message id while any queue holds it (see QueueEnv.sharedMessage). */
+  sharedMessage(m: StoredMessage): Message {
+    if (m instanceof Message) return m;
+    const live = this.liveMessages.get(m.id)?.deref();
+    // A QoS 2 entry past PUBREC may come without its payload: never share that one.
+    if (live !== undefined && live.payload.length === m.payload.length) return live;
+    const msg = Message.fromStored(m);
+    if (m.payload.length > 0) {
+      this.liveMessages.set(m.id, new WeakRef(msg));
+      this.liveMessagesGone.register(msg, m.id);
+    }
+    return msg;
+  }
+
+  /** Expired retained messages and expired entries of offline queues are removed (counted in stats.expired). */
+  private expireAll(): void {
+    const now = Date.now();
+    for (const [topic, msg] of this.expiringRetained) {
+      if (!msg.isExpired(now)) continue;
+      this.expiringRetained.delete(topic);
+      if (this.retained.get(topic) !== msg) continue;
+      this.retained.set(topic, null);
+      this.store.setRetained(topic, null);
+      this.committer.touch();
+      this.stats.expired++;
+    }
+    for (const s of this.sessions.values()) if (s.client === null) s.out.expireNow(now);
   }
 
   private route(msg: Message): number {
@@ -634,6 +677,10 @@ export class Broker {
    */
   private sweep(): void {
     const now = ++this.tick;
+    if (++this.sweepsToExpiry >= EXPIRY_SWEEPS) {
+      this.sweepsToExpiry = 0;
+      this.expireAll();
+    }
     const connectDeadline = this.limits.connectTimeout * 1000;
     for (const c of this.clients) {
       if (c.state === ClientState.Connected) {

@@ -37,15 +37,6 @@ export type ClientState = (typeof ClientState)[keyof typeof ClientState];
 /** Backlogged packets beyond which the socket is paused. */
 const BACKLOG_PAUSE = 1000;
 
-/** Acknowledgements waiting while sessions this client publishes to catch up (publisher flow control). */
-class HeldAcks {
-  /** Sessions holding the client back. */
-  blockers = 0;
-  readonly acks: Buffer[] = [];
-  /** Per ack: whether it gives back a unit of the client's Receive Maximum. */
-  readonly quota: boolean[] = [];
-}
-
 export class Client implements ConnectionHandler, AckSink {
   readonly broker: Broker;
   readonly conn: Connection;
@@ -89,8 +80,6 @@ export class Client implements ConnectionHandler, AckSink {
   authState: unknown = undefined;
   reauthenticating = false;
 
-  /** Acknowledgements held back by publisher flow control (see block()); null while not held. */
-  private heldAcks: HeldAcks | null = null;
   private busy = false;
   private backlog: Packet[] | null = null;
   private infoCache: ClientInfo | null = null;
@@ -259,7 +248,6 @@ export class Client implements ConnectionHandler, AckSink {
   /**
    * Ack (PUBACK/PUBREC/PUBCOMP) that must wait for the store: through the committer. `quota` marks the acks
    * that give the client back one unit of its Receive Maximum (PUBACK, PUBCOMP, a failed PUBREC).
-   * While the client is held back (see block()), acks wait here, in order.
    */
   sendAckAfterCommit(type: 4 | 5 | 7, packetId: number, reasonCode: number, reasonString?: string, quota = false): void {
     let data = encodeAck(type, packetId, this.version === 5 ? reasonCode : 0, this.version);
@@ -268,40 +256,14 @@ export class Client implements ConnectionHandler, AckSink {
       const withReason = encodeAck(type, packetId, reasonCode, 5, { reasonString });
       if (this.maxPacketSize === 0 || withReason.length <= this.maxPacketSize) data = withReason;
     }
-    const h = this.heldAcks;
-    if (h !== null) {
-      h.acks.push(data);
-      h.quota.push(quota);
-      return;
-    }
     if (quota && this.inboundUnacked > 0) this.inboundUnacked--;
     this.broker.committer.send(this, data);
   }
 
-  /**
-   * Publisher flow control: a session this client publishes to has fallen behind. Its acknowledgements wait
-   * until every such session caught up, so the client's own in-flight window (its Receive Maximum in v5)
-   * stops it — nothing acknowledged is dropped for lack of queue room. Reading goes on, so the client's
-   * own acks keep flowing and no cycle of publishers can deadlock.
-   */
-  block(): void {
-    if (this.heldAcks === null) {
-      this.heldAcks = new HeldAcks();
-      this.broker.stats.publisherBlocks++;
-    }
-    this.heldAcks.blockers++;
-  }
-
-  unblock(): void {
-    const h = this.heldAcks;
-    if (h === null || --h.blockers > 0) return;
-    this.heldAcks = null;
-    const held = h.acks;
-    const quota = h.quota;
-    for (let i = 0; i < held.length; i++) {
-      if (quota[i] && this.inboundUnacked > 0) this.inboundUnacked--;
-      this.broker.committer.send(this, held[i]!);
-    }
+  /** Keep what was written to this connection so far off the wire until the store committed what it has been given. */
+  holdOutputForCommit(): void {
+    const committer = this.broker.committer;
+    if (committer.holding) this.conn.holdUntil(committer);
   }
 
   sendPubrel(packetId: number, reasonCode = 0): void {
@@ -350,6 +312,7 @@ export class Client implements ConnectionHandler, AckSink {
       this.conn.writeWithHeader(h.header, h.packetIdOffset, packetId, dup ? 0x08 : 0, msg.payload);
     }
     this.broker.stats.messagesOut++;
+    if (this.broker.holdDeliveries) this.holdOutputForCommit();
     return true;
   }
 

@@ -38,6 +38,11 @@ export class Committer {
     private readonly onError: (err: unknown) => void,
   ) {}
 
+  /** The store outlives the process: what depends on a write waits for its commit. */
+  get durable(): boolean {
+    return this.store.durable;
+  }
+
   /** True when acknowledgements must wait (durable store with writes pending or being committed). */
   get holding(): boolean {
     return this.dirty || this.committing || this.current.items.length > 0;

@@ -7,11 +7,11 @@ import { ReasonCode } from '../protocol/reason-codes.js';
 import type { Client } from './client.js';
 
 export function handlePuback(client: Client, p: PubackPacket): void {
-  client.session!.onPuback(p.packetId);
+  client.session!.out.onPuback(p.packetId);
 }
 
 export function handlePubrec(client: Client, p: PubrecPacket): void {
-  const known = client.session!.onPubrec(p.packetId, p.reasonCode);
+  const known = client.session!.out.onPubrec(p.packetId, p.reasonCode);
   if (p.reasonCode >= 0x80) return;
   // PUBREL once the Released state is stored, so a restart cannot deliver the message twice.
   // For an unknown packet id, v5 answers PUBREL 0x92 (§3.6.2.1).
@@ -25,7 +25,7 @@ export function handlePubrel(client: Client, p: PubrelPacket): void {
   let released = false;
   if (set !== null && set.delete(p.packetId)) {
     released = true;
-    if (session.persistent) {
+    if (session.stored) {
       client.broker.store.removeInboundQos2(session.id, p.packetId);
       client.broker.committer.touch();
     }
@@ -38,5 +38,5 @@ export function handlePubrel(client: Client, p: PubrelPacket): void {
 }
 
 export function handlePubcomp(client: Client, p: PubcompPacket): void {
-  client.session!.onPubcomp(p.packetId);
+  client.session!.out.onPubcomp(p.packetId);
 }

@@ -149,9 +149,19 @@ function refuse(client: Client, p: PublishPacket, code: number, reason: string):
 function accept(client: Client, p: PublishPacket, msg: Message): void {
   const broker = client.broker;
   if (msg.qos > 0 || msg.retain) msg.own();
-  broker.publisher = p.qos > 0 ? client : null;
-  const matched = broker.publishMessage(msg);
-  broker.publisher = null;
+  let matched: number;
+  if (p.qos === 2 && client.session!.stored && broker.committer.durable) {
+    // An inbound QoS 2 message reaches subscribers only once its packet id is committed (rememberQos2 below,
+    // in the same commit): a crash before it cannot let the publisher's re-send deliver it twice [MQTT-4.3.3-9].
+    broker.holdDeliveries = true;
+    try {
+      matched = broker.publishMessage(msg);
+    } finally {
+      broker.holdDeliveries = false;
+    }
+  } else {
+    matched = broker.publishMessage(msg);
+  }
   broker.notifyPublish(client, msg);
   if (p.qos === 1) {
     client.sendAckAfterCommit(4, p.packetId, matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success, undefined, true);
@@ -164,7 +174,7 @@ function accept(client: Client, p: PublishPacket, msg: Message): void {
 function rememberQos2(client: Client, packetId: number): void {
   const session = client.session!;
   (session.inboundQos2 ??= new Set()).add(packetId);
-  if (session.persistent) {
+  if (session.stored) {
     client.broker.store.addInboundQos2(session.id, packetId);
     client.broker.committer.touch();
   }

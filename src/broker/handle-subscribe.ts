@@ -121,15 +121,9 @@ function apply(client: Client, p: SubscribePacket, granted: number[], subId: num
   if (retainedFor.length > 0) {
     broker.committer.after(() => {
       if (client.state !== ClientState.Connected || client.session !== session) return;
-      const now = Date.now();
-      for (const r of retainedFor) {
-        for (const msg of broker.retained.match(r.filter)) {
-          if (msg.isExpired(now)) continue;
-          if (r.noLocal && msg.origin === session.id) continue;
-          // Sent because of a new subscription: RETAIN 1 [MQTT-3.3.1-8].
-          session.deliver(msg, msg.qos < r.qos ? msg.qos : r.qos, true, r.subIds, null);
-        }
-      }
+      // Owed to the session and sent as its socket and window allow (OutboundQueue.deliverRetained), so a
+      // client that reads gets every one, at any QoS.
+      for (const r of retainedFor) session.out.deliverRetained(broker.retained.match(r.filter), r.qos, r.subIds, r.noLocal);
     });
   }
 }

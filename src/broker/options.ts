@@ -60,9 +60,12 @@ export interface Limits {
   /** Queue QoS 0 messages for offline persistent sessions (as QoS 0). Default false, like Mosquitto. */
   queueQos0: boolean;
   /**
-   * Milliseconds a connected subscriber that acknowledges nothing may hold back its publishers (flow control);
-   * after that it is treated as stuck and its queue absorbs the rest, up to maxQueuedMessages. Default 2000.
+   * Per session: bytes of messages held in memory (in flight and queued in the heap, each entry counted as its
+   * payload plus a fixed overhead). For a session the store does not keep (clean session) this bounds its whole
+   * queue; a stored session keeps the rest in the store. At least one message always fits. Default 4 MiB.
    */
+  maxSessionHeapBytes: number;
+  /** @deprecated No effect: publishers are no longer held back by subscribers. Accepted so that old configurations load. */
   maxPublisherHoldMs: number;
 }
 
@@ -87,6 +90,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxSubscriptionsPerSession: 10_000,
   allowZeroLengthClientId: true,
   queueQos0: false,
+  maxSessionHeapBytes: 4 * 1024 * 1024,
   maxPublisherHoldMs: 2000,
 });
 
@@ -122,6 +126,7 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   connectTimeout: [1, 3600],
   maxClientIdLength: [1, 65535],
   maxSubscriptionsPerSession: [1, Number.MAX_SAFE_INTEGER],
+  maxSessionHeapBytes: [1024, Number.MAX_SAFE_INTEGER],
   maxPublisherHoldMs: [1, 0x7fffffff],
 };
 const BOOL_LIMITS = new Set([

@@ -5,6 +5,11 @@
 
 import type { Duplex } from 'node:stream';
 
+/** Something that runs a function once a condition is met (the broker's committer: once the store committed). */
+export interface Gate {
+  after(fn: () => void): void;
+}
+
 export interface ConnectionHandler {
   onData(chunk: Buffer): void;
   /** The socket took all it had buffered: the broker may send what it held back. */
@@ -55,6 +60,10 @@ export class Connection {
   private ending = false;
   /** Someone found the connection backed up and waits for room (see writable). */
   private waitingDrain = false;
+  /** Output is held back until a gate opens (see holdUntil). */
+  private held = false;
+  /** end() was called while held: it runs when the gate opens. */
+  private endWhenOpen = false;
   /** Bytes buffered at which the connection counts as backed up. */
   private readonly limit: number;
   isClosed = false;
@@ -85,11 +94,36 @@ export class Connection {
 
   /**
    * False when more than the limit is buffered; the handler's onDrain() is called once there is room again.
+   * What was collected in this turn is handed to the socket first, so what counts is what the socket could
+   * not send (the peer does not read), not how much was written in one turn.
    */
   get writable(): boolean {
     if (this.pending + this.socket.writableLength < this.limit) return true;
+    if (this.pending > 0 && !this.held) {
+      this.flush();
+      if (this.socket.writableLength < this.limit) return true;
+    }
     this.waitingDrain = true;
     return false;
+  }
+
+  /**
+   * Hold everything written so far (and until the gate opens) off the wire until gate.after() runs: the broker
+   * uses it so that a packet reaches the client only after the store committed what it depends on.
+   */
+  holdUntil(gate: Gate): void {
+    if (this.held || this.isClosed) return;
+    this.held = true;
+    gate.after(() => {
+      this.held = false;
+      if (this.endWhenOpen) {
+        this.endWhenOpen = false;
+        this.ending = false;
+        this.end();
+      } else {
+        this.flush();
+      }
+    });
   }
 
   /** Called on the socket's 'drain', and after each flush. */
@@ -150,6 +184,13 @@ export class Connection {
   /** Flush what is queued, then close the connection (destroyed if the peer does not read within 2 s). */
   end(): void {
     if (this.isClosed || this.ending) return;
+    if (this.held) {
+      // What is held goes out (then the socket ends) when the gate opens.
+      this.endWhenOpen = true;
+      this.ending = true;
+      setTimeout(() => this.destroy(), 2000).unref();
+      return;
+    }
     this.flush();
     this.ending = true;
     this.socket.end();
@@ -182,7 +223,7 @@ export class Connection {
   /** Hand what is queued to the socket: one write, or one writev for several parts. */
   flush(): void {
     this.queued = false;
-    if (this.pending === 0 || this.isClosed) return;
+    if (this.pending === 0 || this.isClosed || this.held) return;
     this.cut();
     const parts = this.parts!;
     this.parts = null;

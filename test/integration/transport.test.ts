@@ -80,11 +80,11 @@ describe('backpressure', () => {
     }
   });
 
-  it('a QoS 1 subscriber that stops reading: messages wait in its session queue and all arrive once it reads again', async () => {
+  it('a persistent QoS 1 subscriber that stops reading: messages wait in its session queue (the store) and all arrive once it reads again', async () => {
     const tb = await startBroker({ limits: { maxWriteBuffer: 64 * 1024 } });
     try {
       const slow = new Peer();
-      await slow.connect(tb.port, { clientId: 'slow1', clean: true });
+      await slow.connect(tb.port, { clientId: 'slow1', clean: false });
       await slow.subscribe('bq/#', 1);
       slow.pauseReading();
       const pub = new Peer();
@@ -104,6 +104,40 @@ describe('backpressure', () => {
       await until(() => new Set(slow.received.map((r) => r.packet.payload.readUInt32BE(0))).size === total && acked === total, 20_000);
       assert.equal(new Set(slow.received.map((r) => r.packet.payload.readUInt32BE(0))).size, total, 'every QoS 1 message arrived');
       assert.equal(acked, total);
+      slow.disconnect();
+      pub.disconnect();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  it('a clean-session QoS 1 subscriber that stops reading keeps at most maxSessionHeapBytes: the rest is dropped for it alone, counted, and its publisher is never held', async () => {
+    const tb = await startBroker({ limits: { maxWriteBuffer: 64 * 1024, maxSessionHeapBytes: 1024 * 1024 } });
+    try {
+      const slow = new Peer();
+      await slow.connect(tb.port, { clientId: 'slow2', clean: true });
+      await slow.subscribe('bc/#', 1);
+      slow.pauseReading();
+      const pub = new Peer();
+      await pub.connect(tb.port, { clientId: 'pub2', clean: true });
+      const payload = Buffer.alloc(4096, 0x63);
+      let acked = 0;
+      pub.onCompleted = () => acked++;
+      const total = 3000;
+      for (let i = 0; i < total; i++) {
+        payload.writeUInt32BE(i, 0);
+        pub.publish('bc/x', Buffer.from(payload), 1);
+      }
+      await until(() => acked === total, 20_000);
+      assert.equal(acked, total, 'every publish acknowledged');
+      const info = tb.broker.session('slow2')!;
+      assert.ok(info.heapBytes <= 1024 * 1024, `held ${info.heapBytes} bytes`);
+      const dropped = tb.broker.stats.droppedQueueFull;
+      assert.ok(dropped > 0, 'dropped beyond its budget');
+      slow.resumeReading();
+      await until(() => slow.received.length + dropped >= total, 20_000);
+      const got = new Set(slow.received.map((r) => r.packet.payload.readUInt32BE(0)));
+      assert.equal(got.size + dropped, total, 'every message either delivered or counted as dropped');
       slow.disconnect();
       pub.disconnect();
     } finally {
