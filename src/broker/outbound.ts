@@ -37,6 +37,8 @@ const REFILL_BATCH = 500;
 const EXPIRE_BATCH = 10_000;
 /** Least time between two expiry passes of one session triggered by a full queue, ms. */
 const EXPIRE_RETRY_MS = 1000;
+/** Fresh messages a full stored queue takes beyond its limit while an expiry pass runs. */
+const EXPIRE_OVERSHOOT = 1000;
 
 /** One delivery to this session: QoS 1/2, or a QoS 0 message waiting for the socket. */
 export class OutEntry implements QueueEntry {
@@ -144,6 +146,8 @@ export class OutboundQueue {
   private mayExpire = false;
   private expiring = false;
   private nextExpiryPass = 0;
+  /** Entries taken beyond maxQueuedMessages while the current expiry pass runs. */
+  private overshoot = 0;
 
   constructor(
     private readonly env: QueueEnv,
@@ -263,9 +267,14 @@ export class OutboundQueue {
     const limits = this.env.limits;
     if (stored) {
       if (this.queuedCount < limits.maxQueuedMessages && this.queuedBytes + len <= limits.maxQueuedBytes) return true;
-      // Full: expired entries go before a fresh message is refused. The pass frees at least the one that
-      // made it worth running, so this message may take its place now.
-      return this.sender === null && this.expireNow(Date.now());
+      // Full: expired entries go before a fresh message is refused. While a pass that may free room runs, a
+      // few fresh messages are taken beyond the limit (at most EXPIRE_OVERSHOOT): they are stored, so nothing
+      // acknowledged waits on the pass.
+      if (this.sender !== null || !this.mayExpire) return false;
+      this.expireNow(Date.now());
+      if (!this.expiring || this.overshoot >= EXPIRE_OVERSHOOT) return false;
+      this.overshoot++;
+      return true;
     }
     if (this.queuedCount >= limits.maxQueuedMessages) return false;
     const cost = len + ENTRY_OVERHEAD;
@@ -524,11 +533,12 @@ export class OutboundQueue {
     this.env.store.expireQueue(this.host.id, now, EXPIRE_BATCH).then(
       ({ count, bytes }) => {
         this.expiring = false;
+        this.overshoot = 0;
         if (this.ended) return;
         this.queuedCount -= count;
         this.queuedBytes -= bytes;
         this.env.stats.expired += count;
-        if (count === 0) this.mayExpire = false;
+        if (this.queuedCount === 0) this.mayExpire = false;
         if (this.sender !== null) this.pump();
       },
       (err: unknown) => {

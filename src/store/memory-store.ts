@@ -189,7 +189,7 @@ interface MemSession {
 
 export class MemoryStore implements Store {
   readonly kind = 'memory';
-  readonly durable = false;
+  readonly durable: boolean = false;
 
   private readonly sessions = new Map<string, MemSession>();
   private readonly retained = new Map<string, StoredMessage>();

@@ -44,6 +44,8 @@ export class Peer {
   readonly inboundQos2 = new Set<number>();
   /** Everything received, in order. */
   readonly received: Received[] = [];
+  /** Every packet received, of any type, in order. */
+  readonly packets: Packet[] = [];
   /** Acknowledge inbound PUBLISHes (PUBACK / PUBREC). Off to keep messages in flight at the broker. */
   autoAck = true;
   onAcked: (pid: number, out: Outgoing) => void = () => {};
@@ -170,11 +172,17 @@ export class Peer {
     throw new Error('no free packet id');
   }
 
+  /** Send any packet as it is. */
+  sendPacket(p: Packet): void {
+    this.send(p);
+  }
+
   private send(p: Packet): void {
     if (this.sock && !this.sock.destroyed) this.sock.write(encodePacket(p, this.version));
   }
 
   private onPacket(p: Packet): void {
+    this.packets.push(p);
     switch (p.type) {
       case 3: {
         let delivered = true;
