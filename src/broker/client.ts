@@ -69,6 +69,8 @@ export class Client implements ConnectionHandler, AckSink {
   topicAliasMaximum = 0;
   /** Request Problem Information [MQTT-3.1.2-28/29]. */
   problemInfo = true;
+  /** Session Expiry Interval the CONNECT asked for (v5), before limits.maxSessionExpiry capped it. */
+  connectExpiry = 0;
 
   will: WillMessage | undefined = undefined;
   /** Set by DISCONNECT 0x00: the will is not published [MQTT-3.14.4-3]. */

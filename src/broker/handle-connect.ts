@@ -60,7 +60,7 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   // ---- session expiry ----
   const props: Properties | undefined = p.properties;
   let sessionExpiry: number;
-  if (p.protocolVersion === 5) sessionExpiry = props?.sessionExpiryInterval ?? 0;
+  if (p.protocolVersion === 5) client.connectExpiry = sessionExpiry = props?.sessionExpiryInterval ?? 0;
   else sessionExpiry = p.clean ? 0 : limits.persistentSessionExpiry;
   let cappedExpiry = false;
   if (sessionExpiry > limits.maxSessionExpiry) {

