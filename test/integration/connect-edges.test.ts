@@ -69,3 +69,22 @@ describe('DISCONNECT Session Expiry Interval is judged against the CONNECT (§3.
     await client.closed();
   });
 });
+
+describe('maxSubscriptionsPerSession counts the new filters of one SUBSCRIBE as it goes', T, () => {
+  for (const version of [4, 5] as const) {
+    it(`v${version === 4 ? '3.1.1' : '5'}: 200 filters against a limit of 50 → 50 granted, the rest ${version === 5 ? '0x97' : '0x80'}`, async () => {
+      const tb = await broker({ limits: { maxSubscriptionsPerSession: 50 } });
+      const { client } = await connect(tb.port, version, { clientId: id('subs') });
+      const filters = Array.from({ length: 200 }, (_, i) => ({ filter: `s/${i}`, qos: 1 as const }));
+      // A filter repeated within the packet is one subscription, not two.
+      filters.splice(10, 0, { filter: 's/3', qos: 1 });
+      const suback: SubackPacket = await client.subscribe(filters);
+      const refused = version === 5 ? 0x97 : 0x80;
+      assert.equal(suback.reasonCodes.length, 201);
+      assert.deepEqual(suback.reasonCodes.slice(0, 51), new Array(51).fill(1), 'the first 50 distinct filters (and the repeat) are granted');
+      assert.deepEqual(suback.reasonCodes.slice(51), new Array(150).fill(refused), 'the rest: Quota Exceeded');
+      const again = await client.subscribe([{ filter: 's/0', qos: 0 }, { filter: 'new/1', qos: 0 }]);
+      assert.deepEqual(again.reasonCodes, [0, refused], 'an existing filter may be replaced; a new one is still refused');
+    });
+  }
+});
