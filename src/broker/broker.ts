@@ -297,7 +297,9 @@ export class Broker {
     const existing = this.sessions.get(clientId);
     const old = this.live.get(clientId);
     if (old !== undefined && old !== client) {
-      this.releaseClient(old, !clean);
+      // A session that lasts as long as its connection (clean session 1; v5 Session Expiry 0) ends with the
+      // connection taken over, so Clean Session 0 cannot resume it [MQTT-3.1.2-6], [MQTT-3.2.2-3].
+      this.releaseClient(old, !clean && old.session !== null && old.session.expiryInterval !== 0);
       old.disconnect(ReasonCode.SessionTakenOver, 'another connection took the session over');
     }
     this.live.set(clientId, client);

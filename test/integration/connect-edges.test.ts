@@ -88,3 +88,46 @@ describe('maxSubscriptionsPerSession counts the new filters of one SUBSCRIBE as 
     });
   }
 });
+
+describe('a clean-session connection taken over by Clean Session 0 ends its session [MQTT-3.1.2-6] [MQTT-3.2.2-3]', T, () => {
+  for (const version of [4, 5] as const) {
+    it(`v${version === 4 ? '3.1.1' : '5'}: Session Present 0, no old subscription, no old queue`, async () => {
+      const tb = await broker();
+      const cid = id('takeover');
+      // The first connection's session lasts as long as its connection: clean session 1 (v5: Clean Start 1, expiry 0).
+      const a = await connect(tb.port, version, { clientId: cid, clean: true });
+      assert.equal((await a.client.subscribe([{ filter: 'tk/#', qos: 1 }])).reasonCodes[0], 1);
+      const pub = await connect(tb.port, version, { clientId: id('pub') });
+      pub.client.publish('tk/1', 'unacked', { qos: 1 });
+      const first = await a.client.expect(3);
+      assert.equal(first.payload.toString(), 'unacked', 'delivered and deliberately not acknowledged');
+      // Taken over by Clean Session 0 (v5: Clean Start 0 with an expiry of its own).
+      const b = await connect(tb.port, version, {
+        clientId: cid,
+        clean: false,
+        ...(version === 5 ? { properties: { sessionExpiryInterval: 60 } } : {}),
+      });
+      assert.equal(b.connack.reasonCode, 0);
+      assert.equal(b.connack.sessionPresent, false, 'the old session ended with its connection');
+      await a.client.closed();
+      pub.client.publish('tk/2', 'after', { qos: 1 });
+      await pub.client.expect(4);
+      const got = await b.client.quiet(300);
+      assert.deepEqual(got.filter((p) => p.type === 3), [], 'neither the unacknowledged message again nor the old subscription');
+    });
+  }
+
+  it('v5: a session with an expiry is still resumed by a takeover with Clean Start 0 (Session Present 1)', async () => {
+    const tb = await broker();
+    const cid = id('keep');
+    const a = await connect(tb.port, 5, { clientId: cid, properties: { sessionExpiryInterval: 60 } });
+    await a.client.subscribe([{ filter: 'kp/#', qos: 1 }]);
+    const b = await connect(tb.port, 5, { clientId: cid, clean: false, properties: { sessionExpiryInterval: 60 } });
+    assert.equal(b.connack.sessionPresent, true);
+    const d = await a.client.expect(14);
+    assert.equal(d.reasonCode, 0x8e, 'Session taken over');
+    const pub = await connect(tb.port, 5, { clientId: id('pub') });
+    pub.client.publish('kp/1', 'x', { qos: 1 });
+    assert.equal((await b.client.expect(3)).topic, 'kp/1', 'the subscription came along');
+  });
+});
