@@ -13,7 +13,7 @@ import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from 
 import { Client, ClientState } from './client.js';
 import { Committer } from './committer.js';
 import { PetrelError } from './errors.js';
-import type { AuthMethod, BrokerMessage, ClientInfo, Hooks } from './hooks.js';
+import type { AuthMethod, BrokerMessage, Hooks } from './hooks.js';
 import { LocalSubscription, type SubscribeOptions } from './local-subscription.js';
 import { createLogger, type Logger } from './logger.js';
 import { forwardableProperties, Message } from './message.js';
@@ -51,6 +51,8 @@ export interface BrokerStats {
   /** Times a subscriber that acknowledged nothing for limits.maxPublisherHoldMs let its held publishers go. */
   stalledSubscribers: number;
   willsPublished: number;
+  /** Throws caught while handling a client (it was closed, 0x83) or broker-owned work (logged). */
+  internalErrors: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
@@ -103,6 +105,7 @@ export class Broker {
     publisherBlocks: 0,
     stalledSubscribers: 0,
     willsPublished: 0,
+    internalErrors: 0,
   };
   closing = false;
   /** The client whose QoS 1/2 PUBLISH is being routed right now (for publisher flow control). */
@@ -191,7 +194,7 @@ export class Broker {
       if (rec.will) {
         s.pendingWill = rec.will;
         const willAt = s.disconnectedAt + rec.will.delayInterval * 1000;
-        s.willTimer = longTimeout(willAt - now, () => this.fireWill(s));
+        s.willTimer = longTimeout(willAt - now, () => this.guarded('will timer', () => this.fireWill(s)));
       }
       if (rec.disconnectedAt === null) this.persistSession(s);
       this.scheduleExpiry(s, now);
@@ -386,7 +389,7 @@ export class Broker {
       } else if (!sessionContinues) {
         // The will waits for its delay or the end of the session, whichever comes first [MQTT-3.1.3-9].
         session.pendingWill = toStoredWill(will, delay);
-        session.willTimer = longTimeout(delay * 1000, () => this.fireWill(session));
+        session.willTimer = longTimeout(delay * 1000, () => this.guarded('will timer', () => this.fireWill(session)));
       }
     }
     if (sessionContinues) return;
@@ -410,7 +413,7 @@ export class Broker {
     if (session.expiryTimer) clearTimeout(session.expiryTimer);
     session.expiryTimer = longTimeout(at - now, () => {
       session.expiryTimer = null;
-      if (session.client === null && !session.ended) this.endSession(session);
+      if (session.client === null && !session.ended) this.guarded('session expiry', () => this.endSession(session));
     });
   }
 
@@ -452,29 +455,34 @@ export class Broker {
     this.committer.touch();
   }
 
+  /** Publish a will. It was authorized at CONNECT, with its client's identity (handle-connect.ts). */
   private publishWill(clientId: string, will: StoredWill): void {
-    const now = Date.now();
-    const expiry = will.properties?.messageExpiryInterval;
-    const msg = new Message(
-      this.nextMessageId(), will.topic, will.payload, will.qos, will.retain,
-      forwardableProperties(will.properties), expiry === undefined ? undefined : now + expiry * 1000, now, clientId,
-    );
-    msg.own();
-    const hook = this.hooks.authorizePublish;
-    const info: ClientInfo = { clientId, username: undefined, protocolVersion: 5, remoteAddress: '' };
-    const go = (ok: boolean | number): void => {
-      if (ok !== true || this.closed) return;
+    if (this.closed) return;
+    try {
+      const now = Date.now();
+      const expiry = will.properties?.messageExpiryInterval;
+      const msg = new Message(
+        this.nextMessageId(), will.topic, will.payload, will.qos, will.retain,
+        forwardableProperties(will.properties), expiry === undefined ? undefined : now + expiry * 1000, now, clientId,
+      );
+      msg.own();
       this.stats.willsPublished++;
       this.publishMessage(msg);
       this.notifyPublish(null, msg);
-    };
-    if (hook === undefined) return go(true);
-    try {
-      const r = hook(info, msg.toBrokerMessage(now));
-      if (r instanceof Promise) r.then(go, (err: unknown) => this.logger.error('authorizePublish hook rejected', { err }));
-      else go(r);
     } catch (err) {
-      this.logger.error('authorizePublish hook threw', { err });
+      // Broker-owned work (a connection's end, a timer): logged, never thrown into a socket event or timer.
+      this.stats.internalErrors++;
+      this.logger.error('publishing a will failed', { client: clientId, err });
+    }
+  }
+
+  /** Broker-owned work run from a timer: a throw is logged and counted, never left to end the process. */
+  private guarded(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.stats.internalErrors++;
+      this.logger.error(`${what} failed`, { err });
     }
   }
 

@@ -87,8 +87,8 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
     apply(client, p, codes as number[], subId);
     return;
   }
-  client.hold();
-  Promise.all(
+  client.wait(
+    Promise.all(
     codes.map((c, i) =>
       typeof c === 'number'
         ? c
@@ -100,10 +100,12 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
             },
           ),
     ),
-  ).then((granted) => {
-    if (client.state === ClientState.Connected) apply(client, p, granted, subId);
-    client.release();
-  });
+    ),
+    (granted) => {
+      if (client.state === ClientState.Connected) apply(client, p, granted, subId);
+    },
+    (err: unknown) => client.internalError(err),
+  );
 }
 
 function apply(client: Client, p: SubscribePacket, granted: number[], subId: number | undefined): void {

@@ -7,8 +7,10 @@
 
 import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ProtocolVersion } from '../../src/index.js';
+import type { AuthenticateRequest, AuthMethod, ClientInfo, ProtocolVersion } from '../../src/index.js';
 import type { AckPacket, DisconnectPacket, Packet, SubackPacket } from '../../src/protocol/packets.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import type { SubscriptionRecord } from '../../src/store/types.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { RawClient, type RawConnectOptions } from '../helpers/raw-client.js';
 import { deferred, sleep, waitFor, withTimeout } from '../helpers/wait.js';
@@ -129,5 +131,255 @@ describe('a clean-session connection taken over by Clean Session 0 ends its sess
     const pub = await connect(tb.port, 5, { clientId: id('pub') });
     pub.client.publish('kp/1', 'x', { qos: 1 });
     assert.equal((await b.client.expect(3)).topic, 'kp/1', 'the subscription came along');
+  });
+});
+
+describe('wills are authorized at CONNECT with the client\'s identity (review A6)', T, () => {
+  for (const version of [4, 5] as const) {
+    const refused = version === 5 ? 0x87 : 5;
+    it(`v${version === 4 ? '3.1.1' : '5'}: authorizePublish sees the real ClientInfo; a refused will refuses the connection (${version === 5 ? '0x87' : 'return code 5'}); an accepted one fires without a second check`, async () => {
+      const calls: { client: ClientInfo; topic: string }[] = [];
+      const tb = await broker({
+        hooks: {
+          // An ACL keyed on the user name: each user may publish under wills/<name>.
+          authorizePublish: (client, msg) => {
+            calls.push({ client, topic: msg.topic });
+            return msg.topic === `wills/${client.username ?? ''}`;
+          },
+        },
+      });
+      const watcher = await connect(tb.port, 5, { clientId: id('watch') });
+      await watcher.client.subscribe([{ filter: 'wills/#', qos: 1 }]);
+
+      const cid = id('alice');
+      const alice = await connect(tb.port, version, { clientId: cid, username: 'alice', will: { topic: 'wills/alice', payload: Buffer.from('gone'), qos: 1, retain: false } });
+      assert.equal(alice.connack.reasonCode, 0, 'her own will topic is allowed');
+      assert.equal(calls.length, 1, 'the will was authorized at CONNECT');
+      assert.equal(calls[0]!.client.clientId, cid);
+      assert.equal(calls[0]!.client.username, 'alice');
+      assert.equal(calls[0]!.client.protocolVersion, version);
+      assert.match(calls[0]!.client.remoteAddress, /^127\.0\.0\.1:\d+$/);
+
+      const bob = await connect(tb.port, version, { clientId: id('bob'), username: 'bob', will: { topic: 'wills/alice', payload: Buffer.from('fake'), qos: 0, retain: false } });
+      assert.equal(bob.connack.reasonCode, refused, 'a will the user could not publish refuses the connection');
+      await bob.client.closed();
+
+      // The accepted will fires (abrupt drop) and is published without being authorized again.
+      alice.client.destroy();
+      const will = await watcher.client.expect(3);
+      assert.equal(will.topic, 'wills/alice');
+      assert.equal(will.payload.toString(), 'gone');
+      assert.equal(calls.filter((c) => c.topic === 'wills/alice' && c.client.username === 'alice').length, 1, 'authorized once, at CONNECT');
+    });
+
+    it(`v${version === 4 ? '3.1.1' : '5'}: a will topic under $SYS is refused at CONNECT (${version === 5 ? '0x87' : 'return code 5'}), with no hook configured`, async () => {
+      const tb = await broker();
+      const r = await connect(tb.port, version, { clientId: id('sys'), will: { topic: '$SYS/broker/uptime', payload: Buffer.from('0'), qos: 0, retain: true } });
+      assert.equal(r.connack.reasonCode, refused);
+      await r.client.closed();
+      const ok = await connect(tb.port, version, { clientId: id('sysx'), will: { topic: '$SYSTEM/x', payload: Buffer.from('0'), qos: 0, retain: false } });
+      assert.equal(ok.connack.reasonCode, 0, '$SYSTEM is not $SYS');
+    });
+  }
+
+  it('an asynchronous authorizePublish decides the will at CONNECT (accepted after 50 ms; refused with its own CONNACK code)', async () => {
+    const tb = await broker({
+      hooks: {
+        authorizePublish: async (_client, msg) => {
+          await sleep(50);
+          return msg.topic === 'w/ok' ? true : msg.topic === 'w/quota' ? 0x97 : false;
+        },
+      },
+    });
+    const ok = await connect(tb.port, 5, { clientId: id('aok'), will: { topic: 'w/ok', payload: Buffer.from('1'), qos: 0, retain: false } });
+    assert.equal(ok.connack.reasonCode, 0);
+    const no = await connect(tb.port, 5, { clientId: id('ano'), will: { topic: 'w/no', payload: Buffer.from('1'), qos: 0, retain: false } });
+    assert.equal(no.connack.reasonCode, 0x87);
+    const quota = await connect(tb.port, 5, { clientId: id('aq'), will: { topic: 'w/quota', payload: Buffer.from('1'), qos: 0, retain: false } });
+    assert.equal(quota.connack.reasonCode, 0x97, 'a reason code CONNACK can carry is passed on');
+    const v3 = await connect(tb.port, 4, { clientId: id('a3'), will: { topic: 'w/no', payload: Buffer.from('1'), qos: 0, retain: false } });
+    assert.equal(v3.connack.reasonCode, 5);
+  });
+});
+
+describe('DISCONNECT or close while an asynchronous authenticate is pending (review A10)', T, () => {
+  for (const how of ['DISCONNECT (socket left open)', 'socket closed'] as const) {
+    it(`${how}: the connect never completes and does not take over the live connection with the same client id`, async () => {
+      const hookDone = deferred<void>();
+      const tb = await broker({
+        hooks: {
+          authenticate: async (req) => {
+            if (req.username !== 'slow') return true;
+            await sleep(300);
+            hookDone.resolve();
+            return true;
+          },
+        },
+      });
+      const cid = id('x');
+      const a = await connect(tb.port, 5, { clientId: cid });
+      await a.client.subscribe([{ filter: 'race/#', qos: 1 }]);
+      const b = await open(tb.port, 5);
+      b.sendPacket(b.connectPacket({ clientId: cid, username: 'slow' }));
+      if (how === 'socket closed') b.destroy();
+      else b.sendPacket({ type: 14, reasonCode: 0 });
+      await withTimeout(hookDone.promise, 3000, 'the authenticate hook');
+      await sleep(100);
+      assert.equal(a.client.isClosed, false, 'A is still connected');
+      assert.deepEqual(a.client.unread.filter((p) => p.type === 14), [], 'A got no DISCONNECT (no takeover)');
+      assert.deepEqual(b.received.filter((p) => p.type === 2), [], 'B never got a CONNACK');
+      if (how !== 'socket closed') await b.closed();
+      const pub = await connect(tb.port, 5, { clientId: id('pub') });
+      pub.client.publish('race/1', 'still here', { qos: 1 });
+      const msg = await a.client.expect(3);
+      assert.equal(msg.payload.toString(), 'still here', 'A gets messages');
+      assert.equal(tb.broker.connectedClients, 2, 'A and the publisher');
+    });
+  }
+});
+
+describe('enhanced authentication and the authenticate hook compose: the method first, then the hook; both must accept', T, () => {
+  /** A one-step method: accepts Authentication Data "good", asynchronously. */
+  const authMethods: Record<string, AuthMethod> = {
+    TOKEN: async (req) => {
+      await sleep(20);
+      return req.data?.toString() === 'good' ? { result: 'success', data: Buffer.from('welcome') } : { result: 'fail', reasonCode: 0x87 };
+    },
+  };
+  async function setup() {
+    const seen: AuthenticateRequest[] = [];
+    const tb = await broker({
+      authMethods,
+      hooks: {
+        authenticate: async (req) => {
+          seen.push(req);
+          await sleep(20);
+          return req.username !== 'blocked';
+        },
+      },
+    });
+    return { tb, seen };
+  }
+
+  it('method accepts, hook accepts: CONNACK 0 with the method\'s data; the hook was told the method', async () => {
+    const { tb, seen } = await setup();
+    const r = await connect(tb.port, 5, { clientId: id('both'), username: 'u', properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('good') } });
+    assert.equal(r.connack.reasonCode, 0);
+    assert.equal(r.connack.properties?.authenticationMethod, 'TOKEN');
+    assert.equal(r.connack.properties?.authenticationData?.toString(), 'welcome');
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.authenticationMethod, 'TOKEN');
+    // Packets after CONNACK are handled (nested asynchronous steps released the backlog once both ended).
+    assert.equal((await r.client.subscribe(['m/#'])).reasonCodes[0], 0);
+  });
+
+  it('method accepts, hook refuses: CONNACK 0x86', async () => {
+    const { tb, seen } = await setup();
+    const r = await connect(tb.port, 5, { clientId: id('hookno'), username: 'blocked', properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('good') } });
+    assert.equal(r.connack.reasonCode, 0x86, 'the hook applies to clients that chose a method too');
+    assert.equal(seen.length, 1);
+  });
+
+  it('method refuses: its reason code, and the hook is not called', async () => {
+    const { tb, seen } = await setup();
+    const r = await connect(tb.port, 5, { clientId: id('methno'), username: 'u', properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('bad') } });
+    assert.equal(r.connack.reasonCode, 0x87);
+    assert.equal(seen.length, 0);
+  });
+
+  it('no method: the hook alone, told none', async () => {
+    const { tb, seen } = await setup();
+    const r = await connect(tb.port, 5, { clientId: id('plain'), username: 'u' });
+    assert.equal(r.connack.reasonCode, 0);
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.authenticationMethod, undefined);
+  });
+});
+
+describe('a throw in one client\'s handling closes that client (0x83) and is logged; the process and the others carry on', T, () => {
+  /** A memory store whose putSubscription breaks for filters under boom/ (a store bug, a full disk ...). */
+  class BrokenStore extends MemoryStore {
+    override putSubscription(clientId: string, subscription: SubscriptionRecord): void {
+      if (subscription.filter.startsWith('boom/')) throw new Error(`injected store failure for ${subscription.filter}`);
+      super.putSubscription(clientId, subscription);
+    }
+  }
+
+  it('sync and async throws from the store and from hooks: no uncaught exception or unhandled rejection, a bystander keeps working', async () => {
+    const escaped: unknown[] = [];
+    const onEscape = (err: unknown): void => {
+      escaped.push(err);
+    };
+    process.on('uncaughtException', onEscape);
+    process.on('unhandledRejection', onEscape);
+    const errors: string[] = [];
+    const logger = { debugEnabled: false, error: (msg: string) => errors.push(msg), warn() {}, info() {}, debug() {} };
+    try {
+      const tb = await broker({
+        store: new BrokenStore(),
+        logger,
+        hooks: {
+          // Asynchronous for async/ filters: the store failure then happens in the hook's continuation.
+          authorizeSubscribe: (_c, sub) => (sub.filter.includes('/async') ? sleep(10).then(() => true) : true),
+          authorizePublish: (_c, msg) => {
+            if (msg.topic === 'hook/throw') throw new Error('injected hook throw');
+            if (msg.topic === 'hook/reject') return Promise.reject(new Error('injected hook rejection'));
+            return true;
+          },
+          onPublish: (_c, msg) => {
+            if (msg.topic === 'hook/onpublish') throw new Error('injected onPublish throw');
+          },
+        },
+      });
+      const bystander = await connect(tb.port, 5, { clientId: id('bystander') });
+      await bystander.client.subscribe([{ filter: 'ok/#', qos: 1 }]);
+      const pub = await connect(tb.port, 5, { clientId: id('pub') });
+      let sent = 0;
+      const check = async (what: string): Promise<void> => {
+        pub.client.publish('ok/t', `${what} ${++sent}`, { qos: 1 });
+        const m = await bystander.client.expect(3);
+        assert.equal(m.payload.toString(), `${what} ${sent}`, `the bystander still gets messages after ${what}`);
+        bystander.client.puback(m.packetId);
+      };
+
+      // The store throws synchronously inside SUBSCRIBE handling (persistent sessions write subscriptions).
+      for (const version of [5, 4] as const) {
+        const v = await connect(tb.port, version, { clientId: id('victim'), clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: 60 } } : {}) });
+        v.client.sendPacket({ type: 8, packetId: 1, subscriptions: [{ filter: 'boom/sync', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+        if (version === 5) {
+          const d = (await v.client.expect(14)) as DisconnectPacket;
+          assert.equal(d.reasonCode, 0x83, 'v5: DISCONNECT Implementation Specific Error');
+        }
+        await v.client.closed();
+        await check(`a synchronous store throw (v${version})`);
+      }
+
+      // The same throw in the continuation of an asynchronous hook (a rejection nobody handled, before).
+      const a = await connect(tb.port, 5, { clientId: id('victim-async'), properties: { sessionExpiryInterval: 60 } });
+      a.client.sendPacket({ type: 8, packetId: 1, subscriptions: [{ filter: 'boom/async', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+      assert.equal(((await a.client.expect(14)) as DisconnectPacket).reasonCode, 0x83);
+      await a.client.closed();
+      await check('a throw after an asynchronous hook');
+
+      // Hooks that throw or reject: the PUBLISH is refused (0x80), the connection and the broker stay.
+      const h = await connect(tb.port, 5, { clientId: id('hooks') });
+      const p1 = h.client.publish('hook/throw', 'x', { qos: 1 });
+      const ack1 = (await h.client.expect(4)) as AckPacket;
+      assert.deepEqual([ack1.packetId, ack1.reasonCode], [p1, 0x80]);
+      const p2 = h.client.publish('hook/reject', 'x', { qos: 1 });
+      const ack2 = (await h.client.expect(4)) as AckPacket;
+      assert.deepEqual([ack2.packetId, ack2.reasonCode], [p2, 0x80]);
+      h.client.publish('hook/onpublish', 'x', { qos: 1 });
+      await h.client.expect(4);
+      assert.equal(h.client.isClosed, false);
+      await check('throwing hooks');
+
+      assert.deepEqual(escaped, [], 'nothing reached the process');
+      assert.ok(errors.filter((e) => e.startsWith('internal error')).length >= 3, `each throw was logged: ${JSON.stringify(errors)}`);
+      assert.ok(tb.broker.stats.internalErrors >= 3);
+    } finally {
+      process.off('uncaughtException', onEscape);
+      process.off('unhandledRejection', onEscape);
+    }
   });
 });
