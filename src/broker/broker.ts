@@ -12,6 +12,7 @@ import { Connection } from '../transport/connection.js';
 import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
 import { Client, ClientState } from './client.js';
 import { Committer } from './committer.js';
+import { DeadlineWheel } from './keep-alive.js';
 import { PetrelError } from './errors.js';
 import type { AuthMethod, BrokerMessage, Hooks } from './hooks.js';
 import { LocalSubscription, type SubscribeOptions } from './local-subscription.js';
@@ -56,8 +57,6 @@ export interface BrokerStats {
 }
 
 const MAX_TIMER = 0x7fffffff;
-/** Interval of the keep-alive sweep, ms. */
-const SWEEP_MS = 250;
 const NEVER = 0xffffffff;
 
 /** setTimeout for delays longer than 24.8 days. */
@@ -117,9 +116,11 @@ export class Broker {
   private readonly locals = new Set<LocalSubscription>();
   private listeners: TcpListener[] = [];
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** Keep alive and CONNECT deadlines of every connection (keep-alive.ts). */
+  private readonly deadlines = new DeadlineWheel<Client>();
   /**
-   * Sweeps run so far: the clock of keep alive and the CONNECT deadline. A client records the tick of its
-   * last input (a small integer: no Date.now() per read, no boxed number per connection).
+   * The deadlines' clock (deadlines.tick, TICK_MS steps). A client records the tick of its last input (a small
+   * integer: no Date.now() per read, no boxed number per connection).
    */
   tick = 0;
   private readonly closeTimeout: number;
@@ -201,8 +202,7 @@ export class Broker {
     }
     // Once every subscription is back in the tree.
     for (const [clientId, will] of endedWills) this.publishWill(clientId, will);
-    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
-    this.sweepTimer.unref();
+    this.scheduleSweep();
     this.logger.info('store opened', {
       store: this.store.kind,
       sessions: state.sessions.length,
@@ -216,7 +216,8 @@ export class Broker {
     await this.start();
     const opened: TcpListener[] = [];
     try {
-      for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s)));
+      const keepAliveMs = this.limits.tcpKeepAlive * 1000;
+      for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s), keepAliveMs));
     } catch (err) {
       await Promise.all(opened.map((l) => l.close()));
       const e = err as NodeJS.ErrnoException;
@@ -241,6 +242,8 @@ export class Broker {
     const conn = new Connection(socket, addressOf, NULL_HANDLER, this.limits.maxWriteBuffer);
     const client = new Client(this, conn);
     this.clients.add(client);
+    // CONNECT (and its authentication) must be done by then.
+    this.deadlines.place(client, this.deadlines.now() + this.limits.connectTimeout * 1000);
     return client;
   }
 
@@ -254,7 +257,7 @@ export class Broker {
       return;
     }
     this.closing = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
     // Stop accepting now; net.Server's close callback waits for every connection, so it is awaited last.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     this.listeners = [];
@@ -355,11 +358,13 @@ export class Broker {
   /** A connection that never completed CONNECT went away. */
   forgetClient(client: Client): void {
     this.clients.delete(client);
+    this.deadlines.remove(client);
   }
 
   /** A connected client's connection ended (or is ending). */
   clientGone(client: Client): void {
     this.clients.delete(client);
+    this.deadlines.remove(client);
     if (client.released) return;
     this.releaseClient(client, false);
     const hook = this.hooks.onDisconnect;
@@ -637,25 +642,48 @@ export class Broker {
   // ---- timers ----
 
   /**
-   * Keep alive [MQTT-3.1.2-22] and the CONNECT deadline, for every connection, every SWEEP_MS. Input stamped
-   * with tick T arrived after sweep T and before sweep T + 1, and sweeps are at least SWEEP_MS apart, so at
-   * sweep N at least (N - T - 1) x SWEEP_MS have passed since: nobody is disconnected early, and at most
-   * 2 x SWEEP_MS late.
+   * CONNECT accepted: from now on the client is held to its keep alive [MQTT-3.1.2-22] (none for 0
+   * [MQTT-3.1.2-23]), counted from its last input, instead of the CONNECT deadline.
    */
-  private sweep(): void {
-    const now = ++this.tick;
-    const connectDeadline = this.limits.connectTimeout * 1000;
-    for (const c of this.clients) {
+  keepAliveStarts(client: Client): void {
+    if (client.keepAliveMs === 0) this.deadlines.remove(client);
+    else this.deadlines.place(client, this.deadlines.arrivedBy(client.lastSeen) + client.keepAliveMs);
+  }
+
+  /** One timer for every deadline, at each tick of their clock. */
+  private scheduleSweep(): void {
+    if (this.closing) return;
+    this.sweepTimer = setTimeout(this.sweep, this.deadlines.msToNextTick());
+    this.sweepTimer.unref();
+  }
+
+  private readonly sweep = (): void => {
+    this.deadlines.advance(this.due);
+    this.tick = this.deadlines.tick;
+    this.scheduleSweep();
+  };
+
+  /** A client's deadline came: its keep alive ran out (1.5x, never before), or it did not CONNECT in time. */
+  private readonly due = (c: Client, now: number): void => {
+    try {
       if (c.state === ClientState.Connected) {
-        if (c.keepAliveMs > 0 && (now - c.lastSeen - 1) * SWEEP_MS > c.keepAliveMs) {
-          this.stats.keepAliveTimeouts++;
-          c.disconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+        if (c.keepAliveMs === 0) return;
+        const deadline = this.deadlines.arrivedBy(c.lastSeen) + c.keepAliveMs;
+        if (now < deadline) {
+          // Input since it was placed: wait for the deadline that input set.
+          this.deadlines.place(c, deadline);
+          return;
         }
-      } else if (c.state !== ClientState.Closed && (now - c.openedAt - 1) * SWEEP_MS > connectDeadline) {
+        this.stats.keepAliveTimeouts++;
+        c.disconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+      } else if (c.state !== ClientState.Closed) {
         c.closeNow(ReasonCode.MaximumConnectTime, 'no CONNECT in time');
       }
+    } catch (err) {
+      this.stats.internalErrors++;
+      this.logger.error('closing a timed-out connection failed', { client: c.clientId || undefined, err });
     }
-  }
+  };
 
   /** Connected clients, for metrics and tests. */
   get connectedCount(): number {

@@ -57,9 +57,11 @@ export class Client implements ConnectionHandler, AckSink {
   session: Session | null = null;
   /** Keep alive deadline in ms (1.5 x the keep alive), 0 = none. */
   keepAliveMs = 0;
-  /** Broker.tick of the last input, and of the connection's opening. */
+  /** Broker.tick of the last input. */
   lastSeen: number;
-  readonly openedAt: number;
+  /** Place in the broker's deadline wheel (keep-alive.ts). */
+  wheelAt = -1;
+  wheelPos = 0;
 
   // Settings the client announced in CONNECT (v5).
   /** Outbound window: min(client Receive Maximum, limits.maxInflight). */
@@ -103,7 +105,7 @@ export class Client implements ConnectionHandler, AckSink {
     this.conn = conn;
     conn.handler = this;
     this.window = broker.limits.maxInflight;
-    this.openedAt = this.lastSeen = broker.tick;
+    this.lastSeen = broker.tick;
     this.decoder = new ClientDecoder(this, broker.limits.maxPacketSize);
   }
 

@@ -80,8 +80,16 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   // ---- keep alive [MQTT-3.1.2-22..24]; v5 Server Keep Alive [MQTT-3.2.2-21] ----
   let keepAlive = p.keepAlive;
   let serverKeepAlive: number | undefined;
-  if (limits.maxKeepAlive > 0 && p.protocolVersion === 5 && (keepAlive === 0 || keepAlive > limits.maxKeepAlive)) {
-    keepAlive = serverKeepAlive = limits.maxKeepAlive;
+  const maxKeepAlive = limits.maxKeepAlive;
+  if (maxKeepAlive > 0 && (keepAlive === 0 || keepAlive > maxKeepAlive)) {
+    if (p.protocolVersion === 5) {
+      // The client must use the Server Keep Alive instead of its own [MQTT-3.2.2-21].
+      keepAlive = serverKeepAlive = maxKeepAlive;
+    } else {
+      // 3.1/3.1.1 have no way to tell the client another keep alive: refused with return code 2 (Identifier
+      // Rejected), as Mosquitto does, rather than accepted and then closed earlier than the client expects.
+      return client.refuseConnect(ReasonCode.ClientIdentifierNotValid, `keep alive ${keepAlive} not within maxKeepAlive ${maxKeepAlive}`);
+    }
   }
   client.keepAliveMs = keepAlive * 1500;
 
@@ -246,6 +254,7 @@ function openConnection(client: Client, pending: PendingConnect): void {
   const { session, sessionPresent } = broker.openSession(client, clientId, p.clean, p.protocolVersion, sessionExpiry);
   client.state = ClientState.Connected;
   client.session = session;
+  broker.keepAliveStarts(client);
   broker.stats.connects++;
 
   let connack: Buffer;

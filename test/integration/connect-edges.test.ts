@@ -383,3 +383,75 @@ describe('a throw in one client\'s handling closes that client (0x83) and is log
     }
   });
 });
+
+describe('keep alive: limits.maxKeepAlive for every version, TCP keepalive, a silent client closed within 1.5x + 100 ms', T, () => {
+  // The upper bound is the requirement (1.5x plus at most 100 ms); the lower one is [MQTT-3.1.2-22]: never before.
+  for (const version of [4, 5] as const) {
+    it(`v${version === 4 ? '3.1.1' : '5'}: keep alive 2 s, silent: closed between 3.0 s and 3.1 s after its CONNECT; one that pinged at 1.5 s, between 3.0 s and 3.1 s after that ping`, async () => {
+      const tb = await broker();
+      const silent = await open(tb.port, version);
+      const pinger = await open(tb.port, version);
+      const t0 = Date.now();
+      silent.sendPacket(silent.connectPacket({ keepAlive: 2 }));
+      pinger.sendPacket(pinger.connectPacket({ keepAlive: 2 }));
+      assert.equal((await silent.expect(2)).reasonCode, 0);
+      assert.equal((await pinger.expect(2)).reasonCode, 0);
+      await sleep(1500 - (Date.now() - t0));
+      const tPing = Date.now();
+      pinger.sendPacket({ type: 12 });
+      const gone = async (c: RawClient): Promise<number> => {
+        if (version === 5) {
+          const d = (await c.expect(14, 6000)) as DisconnectPacket;
+          assert.equal(d.reasonCode, 0x8d, 'Keep Alive Timeout');
+          return Date.now();
+        }
+        await c.closed(6000);
+        assert.deepEqual(c.unread.filter((p: Packet) => p.type !== 13), [], 'nothing but PINGRESP before closing');
+        return c.closedAt;
+      };
+      const [a, b] = await Promise.all([gone(silent), gone(pinger)]);
+      const silentMs = a - t0;
+      const pingerMs = b - tPing;
+      assert.ok(silentMs >= 3000 && silentMs <= 3100, `silent client closed after ${silentMs} ms`);
+      assert.ok(pingerMs >= 3000 && pingerMs <= 3100, `pinging client closed ${pingerMs} ms after its PINGREQ`);
+      assert.equal(tb.broker.stats.keepAliveTimeouts, 2);
+    });
+  }
+
+  it('3.1/3.1.1: a keep alive above maxKeepAlive, or 0, is refused with return code 2 (as Mosquitto does); v5 gets Server Keep Alive', async () => {
+    const tb = await broker({ limits: { maxKeepAlive: 30 } });
+    for (const version of [3, 4] as const) {
+      const above = await connect(tb.port, version, { clientId: id('ka'), keepAlive: 31 });
+      assert.equal(above.connack.reasonCode, 2, `v${version}: 31 > 30`);
+      await above.client.closed();
+      const zero = await connect(tb.port, version, { clientId: id('ka'), keepAlive: 0 });
+      assert.equal(zero.connack.reasonCode, 2, `v${version}: 0 (no keep alive) is above any cap`);
+      const within = await connect(tb.port, version, { clientId: id('ka'), keepAlive: 30 });
+      assert.equal(within.connack.reasonCode, 0, `v${version}: 30 is within`);
+    }
+    const v5 = await connect(tb.port, 5, { clientId: id('ka'), keepAlive: 100 });
+    assert.equal(v5.connack.reasonCode, 0);
+    assert.equal(v5.connack.properties?.serverKeepAlive, 30);
+  });
+
+  /** The keepalive timer state of the broker's side of the connection from a client port: /proc/net/tcp 'tr' (2 = keepalive). */
+  async function timerOf(brokerPort: number, clientPort: number): Promise<number> {
+    const { readFile } = await import('node:fs/promises');
+    const hex = (n: number): string => n.toString(16).toUpperCase().padStart(4, '0');
+    for (const line of (await readFile('/proc/net/tcp', 'utf8')).split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 6) continue;
+      if (f[1]!.endsWith(`:${hex(brokerPort)}`) && f[2]!.endsWith(`:${hex(clientPort)}`) && f[3] === '01') return parseInt(f[5]!.split(':')[0]!, 16);
+    }
+    throw new Error('broker side of the connection not found in /proc/net/tcp');
+  }
+
+  it('TCP keepalive is on for accepted sockets (limits.tcpKeepAlive, default 60 s), off with 0', async () => {
+    const on = await broker();
+    const a = await connect(on.port, 4, { clientId: id('tcp'), keepAlive: 0 });
+    assert.equal(await timerOf(on.port, a.client.socket.localPort!), 2, 'keepalive timer running on the idle connection');
+    const off = await broker({ limits: { tcpKeepAlive: 0 } });
+    const b = await connect(off.port, 4, { clientId: id('tcp'), keepAlive: 0 });
+    assert.equal(await timerOf(off.port, b.client.socket.localPort!), 0, 'no timer without TCP keepalive');
+  });
+});
