@@ -99,14 +99,16 @@ export class DeadlineWheel<T extends Timed> {
     const late = now - (v + 1) * TICK_MS;
     if (late > this.maxLate) this.maxLate = late;
     this.tick = t;
-    for (let k = this.handled + 1; k <= t; k++) {
+    // Buckets up to t are handled from here on: an entry placed again goes to a later one.
+    const from = this.handled + 1;
+    this.handled = t;
+    for (let k = from; k <= t; k++) {
       const b = this.buckets.get(k);
       if (b === undefined) continue;
       this.buckets.delete(k);
       for (const e of b) e.wheelAt = -1;
       for (const e of b) due(e, now);
     }
-    this.handled = t;
     return now;
   }
 

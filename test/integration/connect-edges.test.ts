@@ -238,6 +238,34 @@ describe('DISCONNECT or close while an asynchronous authenticate is pending (rev
   }
 });
 
+describe('DISCONNECT while an asynchronous enhanced-authentication step is pending', T, () => {
+  it('the connect never completes and does not take over the live connection with the same client id', async () => {
+    const stepDone = deferred<void>();
+    const tb = await broker({
+      authMethods: {
+        SLOW: async () => {
+          await sleep(300);
+          stepDone.resolve();
+          return { result: 'success' };
+        },
+      },
+    });
+    const cid = id('xm');
+    const a = await connect(tb.port, 5, { clientId: cid });
+    await a.client.subscribe([{ filter: 'racem/#', qos: 1 }]);
+    const b = await open(tb.port, 5);
+    b.sendPacket(b.connectPacket({ clientId: cid, properties: { authenticationMethod: 'SLOW' } }));
+    b.sendPacket({ type: 14, reasonCode: 0 });
+    await withTimeout(stepDone.promise, 3000, 'the authentication step');
+    await sleep(100);
+    assert.equal(a.client.isClosed, false, 'A is still connected');
+    assert.deepEqual(b.received.filter((p) => p.type === 2), [], 'B never got a CONNACK');
+    const pub = await connect(tb.port, 5, { clientId: id('pub') });
+    pub.client.publish('racem/1', 'still here', { qos: 1 });
+    assert.equal((await a.client.expect(3)).payload.toString(), 'still here');
+  });
+});
+
 describe('enhanced authentication and the authenticate hook compose: the method first, then the hook; both must accept', T, () => {
   /** A one-step method: accepts Authentication Data "good", asynchronously. */
   const authMethods: Record<string, AuthMethod> = {
