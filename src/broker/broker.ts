@@ -12,8 +12,9 @@ import { Connection } from '../transport/connection.js';
 import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
 import { Client, ClientState } from './client.js';
 import { Committer } from './committer.js';
+import { DeadlineWheel } from './keep-alive.js';
 import { PetrelError } from './errors.js';
-import type { AuthMethod, BrokerMessage, ClientInfo, Hooks } from './hooks.js';
+import type { AuthMethod, BrokerMessage, Hooks } from './hooks.js';
 import { LocalSubscription, type SubscribeOptions } from './local-subscription.js';
 import { createLogger, type Logger } from './logger.js';
 import { forwardableProperties, Message } from './message.js';
@@ -47,14 +48,14 @@ export interface BrokerStats {
   /** Messages dropped by full in-process subscriptions. */
   localDropped: number;
   willsPublished: number;
+  /** Throws caught while handling a client (it was closed, 0x83) or broker-owned work (logged). */
+  internalErrors: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
-/** Interval of the keep-alive sweep, ms. */
-const SWEEP_MS = 250;
 const NEVER = 0xffffffff;
-/** Sweeps between two expiry passes over retained messages and offline queues (10 s). */
-const EXPIRY_SWEEPS = 40;
+/** Interval of the expiry pass over retained messages and offline queues, ms. */
+const EXPIRY_SWEEP_MS = 10_000;
 
 /** setTimeout for delays longer than 24.8 days. */
 function longTimeout(ms: number, fn: () => void): NodeJS.Timeout {
@@ -99,6 +100,7 @@ export class Broker {
     keepAliveTimeouts: 0,
     localDropped: 0,
     willsPublished: 0,
+    internalErrors: 0,
   };
   closing = false;
   /**
@@ -114,7 +116,7 @@ export class Broker {
   });
   /** Retained messages that carry an expiry, by topic, for the sweep. */
   private readonly expiringRetained = new Map<string, Message>();
-  private sweepsToExpiry = 0;
+  private expiryTimer: NodeJS.Timeout | null = null;
   private started = false;
   private closed = false;
   private messageId = 1;
@@ -122,9 +124,11 @@ export class Broker {
   private readonly locals = new Set<LocalSubscription>();
   private listeners: TcpListener[] = [];
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** Keep alive and CONNECT deadlines of every connection (keep-alive.ts). */
+  private readonly deadlines = new DeadlineWheel<Client>();
   /**
-   * Sweeps run so far: the clock of keep alive and the CONNECT deadline. A client records the tick of its
-   * last input (a small integer: no Date.now() per read, no boxed number per connection).
+   * The deadlines' clock (deadlines.tick, TICK_MS steps). A client records the tick of its last input (a small
+   * integer: no Date.now() per read, no boxed number per connection).
    */
   tick = 0;
   private readonly closeTimeout: number;
@@ -199,15 +203,16 @@ export class Broker {
       if (rec.will) {
         s.pendingWill = rec.will;
         const willAt = s.disconnectedAt + rec.will.delayInterval * 1000;
-        s.willTimer = longTimeout(willAt - now, () => this.fireWill(s));
+        s.willTimer = longTimeout(willAt - now, () => this.guarded('will timer', () => this.fireWill(s)));
       }
       if (rec.disconnectedAt === null) this.persistSession(s);
       this.scheduleExpiry(s, now);
     }
     // Once every subscription is back in the tree.
     for (const [clientId, will] of endedWills) this.publishWill(clientId, will);
-    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
-    this.sweepTimer.unref();
+    this.scheduleSweep();
+    this.expiryTimer = setInterval(() => this.expireAll(), EXPIRY_SWEEP_MS);
+    this.expiryTimer.unref();
     this.logger.info('store opened', {
       store: this.store.kind,
       sessions: state.sessions.length,
@@ -221,7 +226,8 @@ export class Broker {
     await this.start();
     const opened: TcpListener[] = [];
     try {
-      for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s)));
+      const keepAliveMs = this.limits.tcpKeepAlive * 1000;
+      for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s), keepAliveMs));
     } catch (err) {
       await Promise.all(opened.map((l) => l.close()));
       const e = err as NodeJS.ErrnoException;
@@ -246,6 +252,8 @@ export class Broker {
     const conn = new Connection(socket, addressOf, NULL_HANDLER, this.limits.maxWriteBuffer);
     const client = new Client(this, conn);
     this.clients.add(client);
+    // CONNECT (and its authentication) must be done by then.
+    this.deadlines.place(client, this.deadlines.now() + this.limits.connectTimeout * 1000);
     return client;
   }
 
@@ -259,7 +267,8 @@ export class Broker {
       return;
     }
     this.closing = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
     // Stop accepting now; net.Server's close callback waits for every connection, so it is awaited last.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     this.listeners = [];
@@ -305,7 +314,9 @@ export class Broker {
     const existing = this.sessions.get(clientId);
     const old = this.live.get(clientId);
     if (old !== undefined && old !== client) {
-      this.releaseClient(old, !clean);
+      // A session that lasts as long as its connection (clean session 1; v5 Session Expiry 0) ends with the
+      // connection taken over, so Clean Session 0 cannot resume it [MQTT-3.1.2-6], [MQTT-3.2.2-3].
+      this.releaseClient(old, !clean && old.session !== null && old.session.expiryInterval !== 0);
       old.disconnect(ReasonCode.SessionTakenOver, 'another connection took the session over');
     }
     this.live.set(clientId, client);
@@ -358,11 +369,13 @@ export class Broker {
   /** A connection that never completed CONNECT went away. */
   forgetClient(client: Client): void {
     this.clients.delete(client);
+    this.deadlines.remove(client);
   }
 
   /** A connected client's connection ended (or is ending). */
   clientGone(client: Client): void {
     this.clients.delete(client);
+    this.deadlines.remove(client);
     if (client.released) return;
     this.releaseClient(client, false);
     const hook = this.hooks.onDisconnect;
@@ -392,7 +405,7 @@ export class Broker {
       } else if (!sessionContinues) {
         // The will waits for its delay or the end of the session, whichever comes first [MQTT-3.1.3-9].
         session.pendingWill = toStoredWill(will, delay);
-        session.willTimer = longTimeout(delay * 1000, () => this.fireWill(session));
+        session.willTimer = longTimeout(delay * 1000, () => this.guarded('will timer', () => this.fireWill(session)));
       }
     }
     if (sessionContinues) return;
@@ -416,7 +429,7 @@ export class Broker {
     if (session.expiryTimer) clearTimeout(session.expiryTimer);
     session.expiryTimer = longTimeout(at - now, () => {
       session.expiryTimer = null;
-      if (session.client === null && !session.ended) this.endSession(session);
+      if (session.client === null && !session.ended) this.guarded('session expiry', () => this.endSession(session));
     });
   }
 
@@ -458,29 +471,34 @@ export class Broker {
     this.committer.touch();
   }
 
+  /** Publish a will. It was authorized at CONNECT, with its client's identity (handle-connect.ts). */
   private publishWill(clientId: string, will: StoredWill): void {
-    const now = Date.now();
-    const expiry = will.properties?.messageExpiryInterval;
-    const msg = new Message(
-      this.nextMessageId(), will.topic, will.payload, will.qos, will.retain,
-      forwardableProperties(will.properties), expiry === undefined ? undefined : now + expiry * 1000, now, clientId,
-    );
-    msg.own();
-    const hook = this.hooks.authorizePublish;
-    const info: ClientInfo = { clientId, username: undefined, protocolVersion: 5, remoteAddress: '' };
-    const go = (ok: boolean | number): void => {
-      if (ok !== true || this.closed) return;
+    if (this.closed) return;
+    try {
+      const now = Date.now();
+      const expiry = will.properties?.messageExpiryInterval;
+      const msg = new Message(
+        this.nextMessageId(), will.topic, will.payload, will.qos, will.retain,
+        forwardableProperties(will.properties), expiry === undefined ? undefined : now + expiry * 1000, now, clientId,
+      );
+      msg.own();
       this.stats.willsPublished++;
       this.publishMessage(msg);
       this.notifyPublish(null, msg);
-    };
-    if (hook === undefined) return go(true);
-    try {
-      const r = hook(info, msg.toBrokerMessage(now));
-      if (r instanceof Promise) r.then(go, (err: unknown) => this.logger.error('authorizePublish hook rejected', { err }));
-      else go(r);
     } catch (err) {
-      this.logger.error('authorizePublish hook threw', { err });
+      // Broker-owned work (a connection's end, a timer): logged, never thrown into a socket event or timer.
+      this.stats.internalErrors++;
+      this.logger.error('publishing a will failed', { client: clientId, err });
+    }
+  }
+
+  /** Broker-owned work run from a timer: a throw is logged and counted, never left to end the process. */
+  private guarded(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.stats.internalErrors++;
+      this.logger.error(`${what} failed`, { err });
     }
   }
 
@@ -670,29 +688,48 @@ export class Broker {
   // ---- timers ----
 
   /**
-   * Keep alive [MQTT-3.1.2-22] and the CONNECT deadline, for every connection, every SWEEP_MS. Input stamped
-   * with tick T arrived after sweep T and before sweep T + 1, and sweeps are at least SWEEP_MS apart, so at
-   * sweep N at least (N - T - 1) x SWEEP_MS have passed since: nobody is disconnected early, and at most
-   * 2 x SWEEP_MS late.
+   * CONNECT accepted: from now on the client is held to its keep alive [MQTT-3.1.2-22] (none for 0
+   * [MQTT-3.1.2-23]), counted from its last input, instead of the CONNECT deadline.
    */
-  private sweep(): void {
-    const now = ++this.tick;
-    if (++this.sweepsToExpiry >= EXPIRY_SWEEPS) {
-      this.sweepsToExpiry = 0;
-      this.expireAll();
-    }
-    const connectDeadline = this.limits.connectTimeout * 1000;
-    for (const c of this.clients) {
+  keepAliveStarts(client: Client): void {
+    if (client.keepAliveMs === 0) this.deadlines.remove(client);
+    else this.deadlines.place(client, this.deadlines.arrivedBy(client.lastSeen) + client.keepAliveMs);
+  }
+
+  /** One timer for every deadline, at each tick of their clock. */
+  private scheduleSweep(): void {
+    if (this.closing) return;
+    this.sweepTimer = setTimeout(this.sweep, this.deadlines.msToNextTick());
+    this.sweepTimer.unref();
+  }
+
+  private readonly sweep = (): void => {
+    this.deadlines.advance(this.due);
+    this.tick = this.deadlines.tick;
+    this.scheduleSweep();
+  };
+
+  /** A client's deadline came: its keep alive ran out (1.5x, never before), or it did not CONNECT in time. */
+  private readonly due = (c: Client, now: number): void => {
+    try {
       if (c.state === ClientState.Connected) {
-        if (c.keepAliveMs > 0 && (now - c.lastSeen - 1) * SWEEP_MS > c.keepAliveMs) {
-          this.stats.keepAliveTimeouts++;
-          c.disconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+        if (c.keepAliveMs === 0) return;
+        const deadline = this.deadlines.arrivedBy(c.lastSeen) + c.keepAliveMs;
+        if (now < deadline) {
+          // Input since it was placed: wait for the deadline that input set.
+          this.deadlines.place(c, deadline);
+          return;
         }
-      } else if (c.state !== ClientState.Closed && (now - c.openedAt - 1) * SWEEP_MS > connectDeadline) {
+        this.stats.keepAliveTimeouts++;
+        c.disconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+      } else if (c.state !== ClientState.Closed) {
         c.closeNow(ReasonCode.MaximumConnectTime, 'no CONNECT in time');
       }
+    } catch (err) {
+      this.stats.internalErrors++;
+      this.logger.error('closing a timed-out connection failed', { client: c.clientId || undefined, err });
     }
-  }
+  };
 
   /** Connected clients, for metrics and tests. */
   get connectedCount(): number {

@@ -48,9 +48,11 @@ export class Client implements ConnectionHandler, AckSink {
   session: Session | null = null;
   /** Keep alive deadline in ms (1.5 x the keep alive), 0 = none. */
   keepAliveMs = 0;
-  /** Broker.tick of the last input, and of the connection's opening. */
+  /** Broker.tick of the last input. */
   lastSeen: number;
-  readonly openedAt: number;
+  /** Place in the broker's deadline wheel (keep-alive.ts). */
+  wheelAt = -1;
+  wheelPos = 0;
 
   // Settings the client announced in CONNECT (v5).
   /** Outbound window: min(client Receive Maximum, limits.maxInflight). */
@@ -60,6 +62,8 @@ export class Client implements ConnectionHandler, AckSink {
   topicAliasMaximum = 0;
   /** Request Problem Information [MQTT-3.1.2-28/29]. */
   problemInfo = true;
+  /** Session Expiry Interval the CONNECT asked for (v5), before limits.maxSessionExpiry capped it. */
+  connectExpiry = 0;
 
   will: WillMessage | undefined = undefined;
   /** Set by DISCONNECT 0x00: the will is not published [MQTT-3.14.4-3]. */
@@ -80,7 +84,8 @@ export class Client implements ConnectionHandler, AckSink {
   authState: unknown = undefined;
   reauthenticating = false;
 
-  private busy = false;
+  /** Asynchronous steps under way (hooks, an AUTH step): while > 0, later packets wait in the backlog. */
+  private holds = 0;
   private backlog: Packet[] | null = null;
   private infoCache: ClientInfo | null = null;
 
@@ -89,7 +94,7 @@ export class Client implements ConnectionHandler, AckSink {
     this.conn = conn;
     conn.handler = this;
     this.window = broker.limits.maxInflight;
-    this.openedAt = this.lastSeen = broker.tick;
+    this.lastSeen = broker.tick;
     this.decoder = new ClientDecoder(this, broker.limits.maxPacketSize);
   }
 
@@ -108,12 +113,22 @@ export class Client implements ConnectionHandler, AckSink {
     if (this.state === ClientState.Closed) return;
     this.lastSeen = this.broker.tick;
     this.broker.stats.bytesIn += chunk.length;
-    this.decoder.push(chunk);
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      this.internalError(err);
+    }
   }
 
   onPacket(p: Packet): void {
     if (this.state === ClientState.Closed) return;
-    if (this.busy) {
+    if (this.holds > 0) {
+      if (p.type === PacketType.DISCONNECT && this.state === ClientState.Authenticating) {
+        // Gone while its authentication was pending: the connect must never complete (nor take over the
+        // session of a live connection with the same client id), so it ends now, not after the hook.
+        this.abandonConnect();
+        return;
+      }
       const b = (this.backlog ??= []);
       b.push(p);
       if (b.length === BACKLOG_PAUSE) this.conn.pause();
@@ -122,21 +137,76 @@ export class Client implements ConnectionHandler, AckSink {
     this.dispatch(p);
   }
 
-  /** An asynchronous step started: later packets wait. */
+  /** An asynchronous step started: later packets wait. Steps may nest (an AUTH step, then the hooks). */
   hold(): void {
-    this.busy = true;
+    this.holds++;
   }
 
-  /** The asynchronous step ended: handle what waited, in order. */
+  /** An asynchronous step ended: once none is left, handle what waited, in order. */
   release(): void {
-    this.busy = false;
+    if (this.holds > 0) this.holds--;
+    if (this.holds > 0) return;
     const b = this.backlog;
     if (b === null) return;
     let i = 0;
-    while (i < b.length && !this.busy && this.state !== ClientState.Closed) this.dispatch(b[i++]!);
+    try {
+      while (i < b.length && this.holds === 0 && this.state !== ClientState.Closed) this.dispatch(b[i++]!);
+    } catch (err) {
+      this.internalError(err);
+      return;
+    }
     b.splice(0, i);
     if (b.length === 0) this.backlog = null;
     if (b.length < BACKLOG_PAUSE) this.conn.resume();
+  }
+
+  /**
+   * Wait for an asynchronous step (a hook's promise) with later packets held back; `done` or `failed` runs
+   * when it settles. A throw in either closes this client (internalError); it never becomes an unhandled
+   * rejection, which would end the process.
+   */
+  wait<T>(promise: Promise<T>, done: (value: T) => void, failed: (err: unknown) => void): void {
+    this.hold();
+    promise.then(
+      (v) => this.settle(done, v),
+      (err: unknown) => this.settle(failed, err),
+    );
+  }
+
+  private settle<T>(fn: (v: T) => void, v: T): void {
+    try {
+      fn(v);
+    } catch (err) {
+      this.internalError(err);
+    }
+    this.release();
+  }
+
+  /**
+   * A throw while handling this client (a bug, a broken store or hook): log it, close this client (v5:
+   * DISCONNECT, or CONNACK before it was connected, with 0x83 Implementation Specific Error; 3.1.1: close),
+   * and let the process and every other client carry on.
+   */
+  internalError(err: unknown): void {
+    this.broker.stats.internalErrors++;
+    this.broker.logger.error('internal error; closing the connection', { client: this.clientId || undefined, remote: this.conn.remoteAddress, err });
+    if (this.state === ClientState.Closed) return;
+    try {
+      this.fail(ReasonCode.ImplementationSpecificError, 'internal error');
+    } catch (again) {
+      this.broker.logger.error('internal error while closing the connection', { client: this.clientId || undefined, err: again });
+      this.state = ClientState.Closed;
+      this.backlog = null;
+      this.conn.destroy();
+      this.broker.forgetClient(this);
+    }
+  }
+
+  /** DISCONNECT before CONNACK: the connect never completes; no will (none was accepted). */
+  private abandonConnect(): void {
+    this.normalDisconnect = true;
+    this.closedByClient = true;
+    this.closeNow(ReasonCode.Success, 'client disconnected during authentication');
   }
 
   private dispatch(p: Packet): void {
@@ -154,7 +224,7 @@ export class Client implements ConnectionHandler, AckSink {
     this.broker.stats.packetsIn++;
     if (state === ClientState.Authenticating) {
       if (p.type === PacketType.AUTH) handleAuth(this, p);
-      else if (p.type === PacketType.DISCONNECT) this.conn.end();
+      else if (p.type === PacketType.DISCONNECT) this.abandonConnect();
       else this.fail(ReasonCode.ProtocolError, `${p.type === 1 ? 'second CONNECT' : 'packet'} before authentication completed`);
       return;
     }
@@ -391,14 +461,27 @@ export class Client implements ConnectionHandler, AckSink {
     if (this.state !== ClientState.Closed) {
       const wasConnected = this.state === ClientState.Connected;
       this.state = ClientState.Closed;
+      this.backlog = null;
       if (!this.normalDisconnect && this.closeReason === ReasonCode.Success) this.closeReason = ReasonCode.UnspecifiedError;
-      if (wasConnected) this.broker.clientGone(this);
-      else this.broker.forgetClient(this);
+      try {
+        if (wasConnected) this.broker.clientGone(this);
+        else this.broker.forgetClient(this);
+      } catch (err) {
+        // Called from the socket's 'close' event: a throw here would end the process.
+        this.broker.stats.internalErrors++;
+        this.broker.logger.error('internal error releasing a closed connection', { client: this.clientId || undefined, err });
+        this.broker.forgetClient(this);
+      }
     }
   }
 
   onDrain(): void {
-    if (this.state === ClientState.Connected) this.session?.pump();
+    if (this.state !== ClientState.Connected) return;
+    try {
+      this.session?.pump();
+    } catch (err) {
+      this.internalError(err);
+    }
   }
 }
 

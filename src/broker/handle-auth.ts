@@ -28,16 +28,12 @@ export function runAuthStep(client: Client, data: Buffer | undefined, reauthenti
     return;
   }
   if (result instanceof Promise) {
-    client.hold();
-    result.then(
-      (r) => {
-        applyStep(client, r);
-        client.release();
-      },
+    client.wait(
+      result,
+      (r) => applyStep(client, r),
       (err: unknown) => {
         broker.logger.error('authentication method rejected', { method, err });
         stepFailed(client, ReasonCode.UnspecifiedError, 'authentication failed');
-        client.release();
       },
     );
     return;

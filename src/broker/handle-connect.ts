@@ -7,7 +7,8 @@ import type { ConnectPacket, Properties } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
 import { Client, ClientState } from './client.js';
 import { runAuthStep } from './handle-auth.js';
-import type { AuthenticateResult } from './hooks.js';
+import type { AuthenticateResult, AuthorizePublishResult, BrokerMessage } from './hooks.js';
+import { forwardableProperties } from './message.js';
 
 const NO_EXPIRY = 0xffffffff;
 
@@ -60,7 +61,7 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   // ---- session expiry ----
   const props: Properties | undefined = p.properties;
   let sessionExpiry: number;
-  if (p.protocolVersion === 5) sessionExpiry = props?.sessionExpiryInterval ?? 0;
+  if (p.protocolVersion === 5) client.connectExpiry = sessionExpiry = props?.sessionExpiryInterval ?? 0;
   else sessionExpiry = p.clean ? 0 : limits.persistentSessionExpiry;
   let cappedExpiry = false;
   if (sessionExpiry > limits.maxSessionExpiry) {
@@ -79,8 +80,16 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   // ---- keep alive [MQTT-3.1.2-22..24]; v5 Server Keep Alive [MQTT-3.2.2-21] ----
   let keepAlive = p.keepAlive;
   let serverKeepAlive: number | undefined;
-  if (limits.maxKeepAlive > 0 && p.protocolVersion === 5 && (keepAlive === 0 || keepAlive > limits.maxKeepAlive)) {
-    keepAlive = serverKeepAlive = limits.maxKeepAlive;
+  const maxKeepAlive = limits.maxKeepAlive;
+  if (maxKeepAlive > 0 && (keepAlive === 0 || keepAlive > maxKeepAlive)) {
+    if (p.protocolVersion === 5) {
+      // The client must use the Server Keep Alive instead of its own [MQTT-3.2.2-21].
+      keepAlive = serverKeepAlive = maxKeepAlive;
+    } else {
+      // 3.1/3.1.1 have no way to tell the client another keep alive: refused with return code 2 (Identifier
+      // Rejected), as Mosquitto does, rather than accepted and then closed earlier than the client expects.
+      return client.refuseConnect(ReasonCode.ClientIdentifierNotValid, `keep alive ${keepAlive} not within maxKeepAlive ${maxKeepAlive}`);
+    }
   }
   client.keepAliveMs = keepAlive * 1500;
 
@@ -102,10 +111,10 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
 
   const pending: PendingConnect = { packet: p, clientId, assigned, sessionExpiry, cappedExpiry, serverKeepAlive, authData: undefined };
 
-  // ---- authentication ----
+  // ---- authentication: the enhanced method (if named), then the authenticate hook, then the will ----
   const method = props?.authenticationMethod;
   if (method !== undefined) {
-    // Enhanced authentication (MQTT 5.0 section 4.12).
+    // Enhanced authentication (MQTT 5.0 section 4.12); finishConnect follows once the method accepts.
     if (!Object.prototype.hasOwnProperty.call(broker.authMethods, method)) {
       return client.refuseConnect(ReasonCode.BadAuthenticationMethod, `unknown authentication method ${method}`);
     }
@@ -113,36 +122,42 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
     runAuthStep(client, props?.authenticationData, false, pending);
     return;
   }
+  finishConnect(client, pending);
+}
+
+/**
+ * The enhanced authentication method, if the CONNECT named one, accepted the client: now the authenticate
+ * hook (told the method's name), then the will's authorization, then the session and CONNACK. Each check
+ * must accept; each may be asynchronous.
+ */
+export function finishConnect(client: Client, pending: PendingConnect): void {
+  if (client.state === ClientState.Closed) return;
+  const broker = client.broker;
   const hook = broker.hooks.authenticate;
-  if (hook === undefined) {
-    finishConnect(client, pending);
-    return;
-  }
+  if (hook === undefined) return authorizeWill(client, pending);
+  const p = pending.packet;
   let result: AuthenticateResult | Promise<AuthenticateResult>;
   try {
     result = hook({
-      clientId,
+      clientId: pending.clientId,
       username: p.username,
       password: p.password,
       protocolVersion: p.protocolVersion,
       remoteAddress: client.conn.remoteAddress,
-      userProperties: props?.userProperties,
+      userProperties: p.properties?.userProperties,
+      authenticationMethod: client.authMethod,
     });
   } catch (err) {
     broker.logger.error('authenticate hook threw', { err });
     return client.refuseConnect(ReasonCode.UnspecifiedError, 'authentication failed');
   }
   if (result instanceof Promise) {
-    client.hold();
-    result.then(
-      (r) => {
-        applyAuthResult(client, pending, r);
-        client.release();
-      },
+    client.wait(
+      result,
+      (r) => applyAuthResult(client, pending, r),
       (err: unknown) => {
         broker.logger.error('authenticate hook rejected', { err });
         client.refuseConnect(ReasonCode.UnspecifiedError, 'authentication failed');
-        client.release();
       },
     );
     return;
@@ -152,14 +167,83 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
 
 function applyAuthResult(client: Client, pending: PendingConnect, r: AuthenticateResult): void {
   if (client.state === ClientState.Closed) return;
-  if (r === true) return finishConnect(client, pending);
+  if (r === true) return authorizeWill(client, pending);
   if (r === false) return client.refuseConnect(ReasonCode.BadUserNameOrPassword, 'bad user name or password');
   const code = r.reasonCode >= 0x80 ? r.reasonCode : ReasonCode.NotAuthorized;
   client.refuseConnect(code, r.reasonString ?? 'not authorized');
 }
 
-/** Authentication passed: take over or create the session, send CONNACK, resume delivery. */
-export function finishConnect(client: Client, pending: PendingConnect): void {
+/**
+ * The will is authorized at CONNECT, as the client it belongs to (its ClientInfo), under the rules of its
+ * PUBLISH: a refused will refuses the connection (0x87; 3.1.1 return code 5), so a will that fires later
+ * was allowed when it was set.
+ */
+function authorizeWill(client: Client, pending: PendingConnect): void {
+  const will = client.will;
+  if (will === undefined) return openConnection(client, pending);
+  const broker = client.broker;
+  if (isSysTopic(will.topic)) {
+    // '$SYS' is the broker's own namespace, for wills too (§4.7.2).
+    return client.refuseConnect(ReasonCode.NotAuthorized, 'will topics under $SYS are reserved for the broker');
+  }
+  const hook = broker.hooks.authorizePublish;
+  if (hook === undefined) return openConnection(client, pending);
+  const msg: BrokerMessage = {
+    topic: will.topic,
+    payload: will.payload,
+    qos: will.qos,
+    retain: will.retain,
+    properties: willProperties(will.properties),
+  };
+  let result: AuthorizePublishResult | Promise<AuthorizePublishResult>;
+  try {
+    result = hook(client.info, msg);
+  } catch (err) {
+    broker.logger.error('authorizePublish hook threw (will)', { err });
+    return client.refuseConnect(ReasonCode.UnspecifiedError, 'will authorization failed');
+  }
+  if (result instanceof Promise) {
+    client.wait(
+      result,
+      (r) => willDecided(client, pending, r),
+      (err: unknown) => {
+        broker.logger.error('authorizePublish hook rejected (will)', { err });
+        client.refuseConnect(ReasonCode.UnspecifiedError, 'will authorization failed');
+      },
+    );
+    return;
+  }
+  willDecided(client, pending, result);
+}
+
+function willDecided(client: Client, pending: PendingConnect, r: AuthorizePublishResult): void {
+  if (client.state === ClientState.Closed) return;
+  if (r === true) return openConnection(client, pending);
+  client.broker.stats.publishDenied++;
+  // A hook's own reason code if CONNACK can carry it, else Not Authorized.
+  const code = typeof r === 'number' && CONNACK_REFUSALS.has(r) ? r : ReasonCode.NotAuthorized;
+  client.refuseConnect(code, 'will not authorized');
+}
+
+/** The reason codes a CONNACK may refuse with (MQTT 5.0 section 3.2.2.2). */
+const CONNACK_REFUSALS = new Set([
+  0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8c, 0x90, 0x95, 0x97, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9f,
+]);
+
+/** The will's properties as its PUBLISH will carry them (with its Message Expiry Interval). */
+function willProperties(p: Properties | undefined): Properties | undefined {
+  const out = forwardableProperties(p);
+  const expiry = p?.messageExpiryInterval;
+  return expiry === undefined ? out : { ...out, messageExpiryInterval: expiry };
+}
+
+/** '$SYS' or a topic under it. */
+export function isSysTopic(topic: string): boolean {
+  return topic.startsWith('$SYS') && (topic.length === 4 || topic.charCodeAt(4) === 47);
+}
+
+/** Every check passed: take over or create the session, send CONNACK, resume delivery. */
+function openConnection(client: Client, pending: PendingConnect): void {
   if (client.state === ClientState.Closed) return;
   const broker = client.broker;
   const limits = broker.limits;
@@ -170,6 +254,7 @@ export function finishConnect(client: Client, pending: PendingConnect): void {
   const { session, sessionPresent } = broker.openSession(client, clientId, p.clean, p.protocolVersion, sessionExpiry);
   client.state = ClientState.Connected;
   client.session = session;
+  broker.keepAliveStarts(client);
   broker.stats.connects++;
 
   let connack: Buffer;
@@ -201,8 +286,12 @@ export function finishConnect(client: Client, pending: PendingConnect): void {
   broker.committer.send(client, connack);
   broker.committer.after(() => {
     if (client.state !== ClientState.Connected || client.session !== session) return;
-    session.attach(client);
-    broker.clientConnected(client);
+    try {
+      session.attach(client);
+      broker.clientConnected(client);
+    } catch (err) {
+      client.internalError(err);
+    }
   });
 }
 

@@ -8,8 +8,9 @@ export function handleDisconnect(client: Client, p: DisconnectPacket): void {
   const session = client.session!;
   const expiry = p.properties?.sessionExpiryInterval;
   if (expiry !== undefined) {
-    // A session that ends with the connection cannot be given an expiry now (§3.14.2.2.2).
-    if (session.expiryInterval === 0 && expiry !== 0) {
+    // A session that ends with the connection cannot be given an expiry now (§3.14.2.2.2). The rule is about
+    // the value in CONNECT: a client whose non-zero request was capped to 0 by maxSessionExpiry may repeat it.
+    if (client.connectExpiry === 0 && expiry !== 0) {
       client.fail(ReasonCode.ProtocolError, 'Session Expiry Interval set on DISCONNECT after being 0 at CONNECT (§3.14.2.2.2)');
       return;
     }

@@ -104,16 +104,14 @@ export function handlePublish(client: Client, p: PublishPacket): void {
     }
     if (result instanceof Promise) {
       msg.own(); // the socket chunk is not ours beyond this turn
-      client.hold();
-      result.then(
+      client.wait(
+        result,
         (r) => {
           if (client.state !== ClientState.Closed) decide(client, p, msg, r);
-          client.release();
         },
         (err: unknown) => {
           broker.logger.error('authorizePublish hook rejected', { err });
           if (client.state !== ClientState.Closed) decide(client, p, msg, ReasonCode.UnspecifiedError);
-          client.release();
         },
       );
       return;

@@ -12,14 +12,15 @@ import { ClientState } from './client.js';
 import type { AuthorizeSubscribeResult } from './hooks.js';
 
 /** Decide one filter before authorization: a failure code, or -1 if it may go on. */
-function precheck(client: Client, req: SubscriptionRequest, isNew: boolean): number {
+function precheck(client: Client, req: SubscriptionRequest, isNew: boolean, added: number): number {
   const limits = client.broker.limits;
   const shared = req.filter.startsWith('$share/');
   if (shared && !limits.sharedSubscriptions) return ReasonCode.SharedSubscriptionsNotSupported; // §3.2.2.3.13
   if (!limits.wildcardSubscriptions && /[+#]/.test(shared ? parseSharedFilter(req.filter)!.filter : req.filter)) {
     return ReasonCode.WildcardSubscriptionsNotSupported; // §3.2.2.3.11
   }
-  if (isNew && client.session!.subscriptions.size >= limits.maxSubscriptionsPerSession) return ReasonCode.QuotaExceeded;
+  // New filters earlier in this packet count too: one SUBSCRIBE cannot go past the limit.
+  if (isNew && client.session!.subscriptions.size + added >= limits.maxSubscriptionsPerSession) return ReasonCode.QuotaExceeded;
   return -1;
 }
 
@@ -44,8 +45,17 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
   const hook = broker.hooks.authorizeSubscribe;
   const codes: (number | Promise<AuthorizeSubscribeResult>)[] = [];
   let async = false;
+  // New filters of this packet that may be added (a filter repeated in the packet counts once; one that
+  // authorizeSubscribe refuses keeps its place: the hook may answer later).
+  let added = 0;
+  const fresh = p.subscriptions.length > 1 ? new Set<string>() : null;
   for (const req of p.subscriptions) {
-    const pre = precheck(client, req, !session.subscriptions.has(req.filter));
+    const isNew = !session.subscriptions.has(req.filter) && (fresh === null || !fresh.has(req.filter));
+    const pre = precheck(client, req, isNew, added);
+    if (pre < 0 && isNew) {
+      added++;
+      fresh?.add(req.filter);
+    }
     if (client.version === 5 && (pre === ReasonCode.WildcardSubscriptionsNotSupported || pre === ReasonCode.SharedSubscriptionsNotSupported)) {
       // CONNACK said they are not available: using them is a Protocol Error (§3.2.2.3.11, §3.2.2.3.13).
       client.fail(pre, `${pre === ReasonCode.SharedSubscriptionsNotSupported ? 'shared' : 'wildcard'} subscriptions are not supported`);
@@ -77,8 +87,8 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
     apply(client, p, codes as number[], subId);
     return;
   }
-  client.hold();
-  Promise.all(
+  client.wait(
+    Promise.all(
     codes.map((c, i) =>
       typeof c === 'number'
         ? c
@@ -90,10 +100,12 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
             },
           ),
     ),
-  ).then((granted) => {
-    if (client.state === ClientState.Connected) apply(client, p, granted, subId);
-    client.release();
-  });
+    ),
+    (granted) => {
+      if (client.state === ClientState.Connected) apply(client, p, granted, subId);
+    },
+    (err: unknown) => client.internalError(err),
+  );
 }
 
 function apply(client: Client, p: SubscribePacket, granted: number[], subId: number | undefined): void {

@@ -31,6 +31,11 @@ export interface AuthenticateRequest {
   readonly remoteAddress: string;
   /** CONNECT user properties (v5). */
   readonly userProperties: ReadonlyArray<[string, string]> | undefined;
+  /**
+   * The enhanced authentication method (v5, options.authMethods) the CONNECT named. When set, that method
+   * has already accepted the client; the hook must accept too.
+   */
+  readonly authenticationMethod: string | undefined;
 }
 
 /**
@@ -64,9 +69,12 @@ export interface DisconnectInfo {
 }
 
 export interface Hooks {
-  /** Called on CONNECT, after protocol checks and before CONNACK. */
+  /** Called on CONNECT, after protocol checks (and after the enhanced authentication method, if any) and before CONNACK. */
   authenticate?(request: AuthenticateRequest): MaybePromise<AuthenticateResult>;
-  /** Called for every PUBLISH from a network client (and for its will, when published). */
+  /**
+   * Called for every PUBLISH from a network client, and for its will at CONNECT (after authenticate, with the
+   * same ClientInfo): a refused will refuses the connection (0x87; 3.1.1 return code 5).
+   */
   authorizePublish?(client: ClientInfo, message: BrokerMessage): MaybePromise<AuthorizePublishResult>;
   /** Called for every topic filter of a SUBSCRIBE (including `$share/...` filters, as written). */
   authorizeSubscribe?(client: ClientInfo, subscription: SubscribeRequest): MaybePromise<AuthorizeSubscribeResult>;

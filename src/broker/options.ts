@@ -30,8 +30,13 @@ export interface Limits {
   maxInflight: number;
   /** Topic Alias Maximum announced to v5 clients (inbound aliases). 0 disables. Default 64. */
   topicAliasMaximum: number;
-  /** Largest keep alive accepted, seconds; a larger (or zero) request gets Server Keep Alive in v5. 0 = no limit. Default 0. */
+  /**
+   * Largest keep alive accepted, seconds; 0 = no limit. Default 0. A larger (or zero) request gets Server Keep
+   * Alive in v5; a 3.1/3.1.1 client asking for more (or for 0) is refused with return code 2, as in Mosquitto.
+   */
   maxKeepAlive: number;
+  /** TCP keepalive on accepted sockets: seconds of silence before the first probe; 0 = off. Default 60. */
+  tcpKeepAlive: number;
   /** Maximum QoS accepted from and granted to clients. Default 2. */
   maxQoS: 0 | 1 | 2;
   /** Whether retained messages are supported. Default true. */
@@ -75,6 +80,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxInflight: 1000,
   topicAliasMaximum: 64,
   maxKeepAlive: 0,
+  tcpKeepAlive: 60,
   maxQoS: 2,
   retainAvailable: true,
   wildcardSubscriptions: true,
@@ -117,6 +123,7 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   maxInflight: [1, 65535],
   topicAliasMaximum: [0, 65535],
   maxKeepAlive: [0, 65535],
+  tcpKeepAlive: [0, 32767],
   maxQoS: [0, 2],
   maxSessionExpiry: [0, 0xffffffff],
   persistentSessionExpiry: [0, 0xffffffff],

@@ -25,10 +25,19 @@ export function remoteAddressOf(socket: net.Socket | import('node:stream').Duple
 
 /**
  * Listen on host:port. An empty host means every address: '::' with dual stack where the system has IPv6,
- * else '0.0.0.0'.
+ * else '0.0.0.0'. keepAliveMs > 0 turns TCP keepalive on for every accepted socket, with that much silence
+ * before the first probe (later probes follow the system's settings), so a peer that vanished without a
+ * word is found even when it asked for no MQTT keep alive.
  */
-export async function listenTcp(host: string, port: number, onSocket: (socket: net.Socket) => void): Promise<TcpListener> {
-  const server = net.createServer({ noDelay: true, pauseOnConnect: false }, onSocket);
+export async function listenTcp(host: string, port: number, onSocket: (socket: net.Socket) => void, keepAliveMs = 0): Promise<TcpListener> {
+  const accept =
+    keepAliveMs > 0
+      ? (socket: net.Socket): void => {
+          socket.setKeepAlive(true, keepAliveMs);
+          onSocket(socket);
+        }
+      : onSocket;
+  const server = net.createServer({ noDelay: true, pauseOnConnect: false }, accept);
   server.maxConnections = Infinity;
   const tryListen = (h: string): Promise<void> =>
     new Promise((resolve, reject) => {
