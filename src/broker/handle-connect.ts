@@ -94,6 +94,11 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
       // [MQTT-3.2.2-13]
       return client.refuseConnect(ReasonCode.RetainNotSupported, 'retained wills are not supported');
     }
+    const deep = broker.tooDeep(p.will.topic);
+    if (deep !== null) {
+      // v5: CONNACK 0x90 Topic Name invalid; 3.1/3.1.1: return code 5 (see v5ConnackToV3).
+      return client.refuseConnect(ReasonCode.TopicNameInvalid, `will topic has ${deep}`);
+    }
     if (p.will.properties?.payloadFormatIndicator === 1 && !isUtf8(p.will.payload)) {
       return client.refuseConnect(ReasonCode.PayloadFormatInvalid, 'will payload is not UTF-8 (§3.1.3.2.3)');
     }

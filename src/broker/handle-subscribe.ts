@@ -20,6 +20,8 @@ function precheck(client: Client, req: SubscriptionRequest, isNew: boolean): num
     return ReasonCode.WildcardSubscriptionsNotSupported; // §3.2.2.3.11
   }
   if (isNew && client.session!.subscriptions.size >= limits.maxSubscriptionsPerSession) return ReasonCode.QuotaExceeded;
+  // Deeper than limits.maxTopicLevels: 0x8F Topic Filter invalid (3.1.1: 0x80, in apply).
+  if (client.broker.tooDeep(req.filter) !== null) return ReasonCode.TopicFilterInvalid;
   return -1;
 }
 

@@ -64,6 +64,11 @@ export interface Limits {
    * after that it is treated as stuck and its queue absorbs the rest, up to maxQueuedMessages. Default 2000.
    */
   maxPublisherHoldMs: number;
+  /**
+   * Most levels in a topic name or filter ('a/b/c' has 3; a shared filter counts its topic filter part). Deeper ones are
+   * refused: PUBACK/PUBREC 0x90, SUBACK 0x8F (3.1.1: 0x80), CONNACK 0x90 for a will topic. Default 200, as Mosquitto.
+   */
+  maxTopicLevels: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -88,6 +93,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   allowZeroLengthClientId: true,
   queueQos0: false,
   maxPublisherHoldMs: 2000,
+  maxTopicLevels: 200,
 });
 
 export interface BrokerOptions {
@@ -123,6 +129,8 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   maxClientIdLength: [1, 65535],
   maxSubscriptionsPerSession: [1, Number.MAX_SAFE_INTEGER],
   maxPublisherHoldMs: [1, 0x7fffffff],
+  // A topic of 65,535 bytes has at most 65,536 levels.
+  maxTopicLevels: [1, 65536],
 };
 const BOOL_LIMITS = new Set([
   'retainAvailable',

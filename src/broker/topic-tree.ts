@@ -1,7 +1,8 @@
 // The subscription tree: one node per topic level, with '+' and '#' children
 // kept apart from the named ones. Matching a topic walks the tree once; the
 // result (grouped by recipient) is cached per topic name and the whole cache is
-// dropped on any subscribe or unsubscribe.
+// dropped on any subscribe or unsubscribe. Every walk over levels is a loop,
+// never a recursion: a topic may have 65,536 levels.
 
 import type { QoS } from '../protocol/packets.js';
 import type { Message } from './message.js';
@@ -215,7 +216,7 @@ export class TopicTree {
     const found: Subscription[] = [];
     const shared: SharedGroup[] = [];
     // Topics beginning with '$' are not matched by filters beginning with a wildcard [MQTT-4.7.2-1].
-    this.walk(this.root, levels, 0, found, shared, topic.charCodeAt(0) === 36 /* $ */);
+    this.walk(levels, found, shared, topic.charCodeAt(0) === 36 /* $ */);
     if (found.length === 0 && shared.length === 0) return EMPTY;
     const single: Subscription[] = [];
     const multi: Subscription[][] = [];
@@ -236,17 +237,35 @@ export class TopicTree {
     return { single, multi, shared };
   }
 
-  private walk(node: Node, levels: string[], i: number, found: Subscription[], shared: SharedGroup[], dollar: boolean): void {
-    const wildOk = !(dollar && i === 0);
-    // '#' matches the parent level too ('a/#' matches 'a') [MQTT-4.7.1-2].
-    if (node.hash !== null && wildOk) collect(node.hash, found, shared);
-    if (i === levels.length) {
-      collect(node, found, shared);
-      return;
+  /**
+   * Depth-first over the tree with an explicit stack (a topic may have up to 65,536 levels: recursion per
+   * level would overflow the call stack). Visits in the order a recursive walk would: at each node '#'
+   * first, then the named child's subtree, then the '+' child's.
+   */
+  private walk(levels: string[], found: Subscription[], shared: SharedGroup[], dollar: boolean): void {
+    const nodes: Node[] = [this.root];
+    const depths: number[] = [0];
+    const n = levels.length;
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const i = depths.pop()!;
+      const wildOk = !(dollar && i === 0);
+      // '#' matches the parent level too ('a/#' matches 'a') [MQTT-4.7.1-2].
+      if (node.hash !== null && wildOk) collect(node.hash, found, shared);
+      if (i === n) {
+        collect(node, found, shared);
+        continue;
+      }
+      if (node.plus !== null && wildOk) {
+        nodes.push(node.plus);
+        depths.push(i + 1);
+      }
+      const child = node.children?.get(levels[i]!);
+      if (child !== undefined) {
+        nodes.push(child);
+        depths.push(i + 1);
+      }
     }
-    const child = node.children?.get(levels[i]!);
-    if (child !== undefined) this.walk(child, levels, i + 1, found, shared, dollar);
-    if (node.plus !== null && wildOk) this.walk(node.plus, levels, i + 1, found, shared, dollar);
   }
 
   private nodeFor(topicFilter: string, create: boolean): Node | undefined {
