@@ -76,6 +76,8 @@ export interface PetrelBroker {
   readonly sessionCount: number;
   /** Retained messages held. */
   readonly retainedCount: number;
+  /** Bytes the topic-match cache holds now, as counted against limits.maxMatchCacheBytes. */
+  readonly matchCacheBytes: number;
   /** Called if the store fails: the broker has shut down. */
   onFatal(handler: (err: unknown) => void): void;
 }
@@ -108,6 +110,9 @@ class PublicBroker implements PetrelBroker {
   }
   get retainedCount(): number {
     return this.#core.retained.size;
+  }
+  get matchCacheBytes(): number {
+    return this.#core.tree.cacheBytes;
   }
   onFatal(handler: (err: unknown) => void): void {
     this.#core.onFatal(handler);

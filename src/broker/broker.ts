@@ -76,7 +76,7 @@ export class Broker {
   readonly logger: Logger;
   readonly store: Store;
   readonly committer: Committer;
-  readonly tree = new TopicTree();
+  readonly tree: TopicTree;
   readonly retained = new RetainedIndex();
   /** Sessions by client id (connected or not). */
   readonly sessions = new Map<string, Session>();
@@ -128,6 +128,7 @@ export class Broker {
 
   constructor(options: ResolvedOptions, store: Store) {
     this.limits = options.limits;
+    this.tree = new TopicTree(options.limits.maxMatchCacheBytes);
     this.hooks = options.hooks;
     this.authMethods = options.authMethods;
     this.responseInformation = options.responseInformation;

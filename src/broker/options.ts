@@ -69,6 +69,8 @@ export interface Limits {
    * refused: PUBACK/PUBREC 0x90, SUBACK 0x8F (3.1.1: 0x80), CONNACK 0x90 for a will topic. Default 200, as Mosquitto.
    */
   maxTopicLevels: number;
+  /** Bytes the topic-match cache may hold (topic strings, result references, a fixed overhead per entry). 0 disables it. Default 16 MiB. */
+  maxMatchCacheBytes: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -94,6 +96,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   queueQos0: false,
   maxPublisherHoldMs: 2000,
   maxTopicLevels: 200,
+  maxMatchCacheBytes: 16 * 1024 * 1024,
 });
 
 export interface BrokerOptions {
@@ -131,6 +134,7 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   maxPublisherHoldMs: [1, 0x7fffffff],
   // A topic of 65,535 bytes has at most 65,536 levels.
   maxTopicLevels: [1, 65536],
+  maxMatchCacheBytes: [0, Number.MAX_SAFE_INTEGER],
 };
 const BOOL_LIMITS = new Set([
   'retainAvailable',
