@@ -53,6 +53,8 @@ export interface BrokerStats {
   willsPublished: number;
   /** Topic names and filters refused for having more than limits.maxTopicLevels levels (PUBLISH, SUBSCRIBE, will, in-process API). */
   topicLevelsRefused: number;
+  /** Packets other than PUBLISH not sent because they exceeded the client's Maximum Packet Size even without Reason String and User Properties [MQTT-3.1.2-24]. */
+  packetsTooLarge: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
@@ -106,6 +108,7 @@ export class Broker {
     stalledSubscribers: 0,
     willsPublished: 0,
     topicLevelsRefused: 0,
+    packetsTooLarge: 0,
   };
   closing = false;
   /** The client whose QoS 1/2 PUBLISH is being routed right now (for publisher flow control). */

@@ -30,6 +30,8 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   client.version = p.protocolVersion;
   client.username = p.username;
   client.state = ClientState.Authenticating;
+  // Known before anything is sent, a refusal included [MQTT-3.1.2-24].
+  if (p.protocolVersion === 5 && p.properties?.maximumPacketSize !== undefined) client.maxPacketSize = p.properties.maximumPacketSize;
 
   // ---- client identifier [MQTT-3.1.3-*] ----
   let clientId = p.clientId;
@@ -71,7 +73,6 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   // ---- v5 connection properties ----
   if (p.protocolVersion === 5 && props !== undefined) {
     if (props.receiveMaximum !== undefined) client.window = Math.min(props.receiveMaximum, limits.maxInflight);
-    if (props.maximumPacketSize !== undefined) client.maxPacketSize = props.maximumPacketSize;
     if (props.topicAliasMaximum !== undefined) client.topicAliasMaximum = props.topicAliasMaximum;
     if (props.requestProblemInformation === 0) client.problemInfo = false;
   }
@@ -201,6 +202,12 @@ export function finishConnect(client: Client, pending: PendingConnect): void {
     connack = client.encode({ type: 2, sessionPresent, reasonCode: ReasonCode.Success, properties: props });
   } else {
     connack = client.encode({ type: 2, sessionPresent, reasonCode: 0 });
+  }
+  if (connack.length === 0) {
+    // Too large for the client's Maximum Packet Size even without optional properties: not sent [MQTT-3.1.2-24],
+    // and a connection that cannot be told it was accepted is closed.
+    client.closeNow(ReasonCode.PacketTooLarge, 'CONNACK larger than the client Maximum Packet Size');
+    return;
   }
   // A persistent session's record must be stored before the client is told it exists.
   broker.committer.send(client, connack);
