@@ -66,7 +66,8 @@ export interface Limits {
   maxPublisherHoldMs: number;
   /**
    * Most levels in a topic name or filter ('a/b/c' has 3; a shared filter counts its topic filter part). Deeper ones are
-   * refused: PUBACK/PUBREC 0x90, SUBACK 0x8F (3.1.1: 0x80), CONNACK 0x90 for a will topic. Default 200, as Mosquitto.
+   * refused: PUBACK/PUBREC 0x90, SUBACK 0x8F (3.1.1: 0x80), CONNACK 0x90 for a will topic. Default 200
+   * (Mosquitto 2.0.11 accepts 201 levels and answers deeper ones with DISCONNECT 0x82; VerneMQ's default is 10).
    */
   maxTopicLevels: number;
   /** Bytes the topic-match cache may hold (topic strings, result references, a fixed overhead per entry). 0 disables it. Default 16 MiB. */
