@@ -76,6 +76,8 @@ export interface PetrelBroker {
   readonly sessionCount: number;
   /** Retained messages held. */
   readonly retainedCount: number;
+  /** Bytes the topic-match cache holds now, as counted against limits.maxMatchCacheBytes. */
+  readonly matchCacheBytes: number;
   /** Called if the store fails: the broker has shut down. */
   onFatal(handler: (err: unknown) => void): void;
   /** What the broker holds for one client id, or undefined if it has no session. */
@@ -127,6 +129,9 @@ class PublicBroker implements PetrelBroker {
   }
   get retainedCount(): number {
     return this.#core.retained.size;
+  }
+  get matchCacheBytes(): number {
+    return this.#core.tree.cacheBytes;
   }
   onFatal(handler: (err: unknown) => void): void {
     this.#core.onFatal(handler);

@@ -6,7 +6,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Properties, ProtocolVersion, QoS, SubscriptionRequest, WillMessage } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
-import { parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
+import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
 import { Connection } from '../transport/connection.js';
 import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
@@ -50,6 +50,10 @@ export interface BrokerStats {
   willsPublished: number;
   /** Throws caught while handling a client (it was closed, 0x83) or broker-owned work (logged). */
   internalErrors: number;
+  /** Topic names and filters refused for having more than limits.maxTopicLevels levels (PUBLISH, SUBSCRIBE, will, in-process API). */
+  topicLevelsRefused: number;
+  /** Packets other than PUBLISH not sent because they exceeded the client's Maximum Packet Size even without Reason String and User Properties [MQTT-3.1.2-24]. */
+  packetsTooLarge: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
@@ -73,7 +77,7 @@ export class Broker {
   readonly logger: Logger;
   readonly store: Store;
   readonly committer: Committer;
-  readonly tree = new TopicTree();
+  readonly tree: TopicTree;
   readonly retained = new RetainedIndex();
   /** Sessions by client id (connected or not). */
   readonly sessions = new Map<string, Session>();
@@ -101,6 +105,8 @@ export class Broker {
     localDropped: 0,
     willsPublished: 0,
     internalErrors: 0,
+    topicLevelsRefused: 0,
+    packetsTooLarge: 0,
   };
   closing = false;
   /**
@@ -137,6 +143,7 @@ export class Broker {
 
   constructor(options: ResolvedOptions, store: Store) {
     this.limits = options.limits;
+    this.tree = new TopicTree(options.limits.maxMatchCacheBytes);
     this.hooks = options.hooks;
     this.authMethods = options.authMethods;
     this.responseInformation = options.responseInformation;
@@ -631,8 +638,8 @@ export class Broker {
   /** Publish as the broker: routed like a network PUBLISH. Resolves once it is stored (durable store). */
   async publish(topic: string, payload: Buffer | Uint8Array | string, options: { qos?: QoS; retain?: boolean; properties?: Properties } = {}): Promise<void> {
     if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
-    const bad = typeof topic === 'string' ? validateTopicName(topic) : 'topic must be a string';
-    if (bad !== null) throw new PetrelError('PETREL_ERR_TOPIC', `invalid topic ${JSON.stringify(topic)}: ${bad}`);
+    const bad = typeof topic === 'string' ? validateTopicName(topic) ?? this.tooDeep(topic) : 'topic must be a string';
+    if (bad !== null) throw new PetrelError('PETREL_ERR_TOPIC', `invalid topic ${quoteShort(topic)}: ${bad}`);
     const qos = options.qos ?? 0;
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new PetrelError('PETREL_ERR_OPTION', `qos: must be 0, 1 or 2, got ${JSON.stringify(qos)}`, { key: 'qos' });
     let buf: Buffer;
@@ -657,8 +664,8 @@ export class Broker {
     const list = typeof filters === 'string' ? [filters] : [...filters];
     if (list.length === 0) throw new PetrelError('PETREL_ERR_TOPIC', 'subscribe needs at least one topic filter');
     for (const f of list) {
-      const bad = typeof f === 'string' ? validateTopicFilter(f) : 'filter must be a string';
-      if (bad !== null) throw new PetrelError('PETREL_ERR_TOPIC', `invalid topic filter ${JSON.stringify(f)}: ${bad}`);
+      const bad = typeof f === 'string' ? validateTopicFilter(f) ?? this.tooDeep(f) : 'filter must be a string';
+      if (bad !== null) throw new PetrelError('PETREL_ERR_TOPIC', `invalid topic filter ${quoteShort(f)}: ${bad}`);
     }
     const qos = options.qos ?? 2;
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new PetrelError('PETREL_ERR_OPTION', `qos: must be 0, 1 or 2, got ${JSON.stringify(qos)}`, { key: 'qos' });
@@ -674,6 +681,13 @@ export class Broker {
     }
     if (options.signal?.aborted) local.close();
     return local;
+  }
+
+  /** A reason if the topic name or filter has more than limits.maxTopicLevels levels (counted), else null. */
+  tooDeep(topic: string): string | null {
+    if (!exceedsTopicLevels(topic, this.limits.maxTopicLevels)) return null;
+    this.stats.topicLevelsRefused++;
+    return `more than ${this.limits.maxTopicLevels} topic levels (limits.maxTopicLevels)`;
   }
 
   removeLocal(local: LocalSubscription): void {
@@ -749,6 +763,12 @@ function toStoredWill(w: WillMessage, delayInterval: number): StoredWill {
   const s: StoredWill = { topic: w.topic, payload: w.payload, qos: w.qos, retain: w.retain, delayInterval };
   if (w.properties !== undefined) s.properties = w.properties;
   return s;
+}
+
+/** JSON of a value for an error message, at most about 100 characters of it. */
+function quoteShort(v: unknown): string {
+  if (typeof v === 'string' && v.length > 100) return `${JSON.stringify(v.slice(0, 100))}... (${v.length} characters)`;
+  return JSON.stringify(v);
 }
 
 function safeCall(logger: Logger, name: string, fn: () => void): void {

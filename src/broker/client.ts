@@ -290,25 +290,39 @@ export class Client implements ConnectionHandler, AckSink {
 
   /** Raw bytes (acks, pings) — AckSink for the committer. */
   sendRaw(data: Buffer): void {
-    if (this.state === ClientState.Closed) return;
+    // Empty: a packet that did not fit the client's Maximum Packet Size (see encode()).
+    if (this.state === ClientState.Closed || data.length === 0) return;
     // Acks are freshly encoded or immutable constants: no copy needed for the first write of a turn.
     this.conn.write(data, true);
   }
 
   sendPacket(p: Packet): void {
     if (this.state === ClientState.Closed) return;
-    this.conn.write(this.encode(p), true);
+    const data = this.encode(p);
+    if (data.length !== 0) this.conn.write(data, true);
   }
 
   /**
    * Encode for this client. A packet that would exceed the client's Maximum Packet Size loses its Reason
-   * String and User Properties first [MQTT-3.1.2-25] (CONNACK, DISCONNECT, acks [MQTT-3.4.2-2], SUBACK ...).
+   * String and User Properties first [MQTT-3.1.2-25] (CONNACK, DISCONNECT, acks [MQTT-3.4.2-2], SUBACK ...);
+   * if it still does not fit, it is not sent [MQTT-3.1.2-24]: the result is empty (sendRaw and sendPacket
+   * skip it) and stats.packetsTooLarge counts it.
    */
   encode(p: Packet): Buffer {
     const buf = encodePacket(p, this.version);
-    if (this.maxPacketSize === 0 || buf.length <= this.maxPacketSize || !('properties' in p) || p.properties === undefined) return buf;
-    const { reasonString: _r, userProperties: _u, ...rest } = p.properties;
-    return encodePacket({ ...p, properties: rest } as Packet, this.version);
+    if (this.maxPacketSize === 0 || buf.length <= this.maxPacketSize) return buf;
+    if ('properties' in p && p.properties !== undefined) {
+      const { reasonString: _r, userProperties: _u, ...rest } = p.properties;
+      const smaller = encodePacket({ ...p, properties: rest } as Packet, this.version);
+      if (smaller.length <= this.maxPacketSize) return smaller;
+    }
+    return this.tooLarge();
+  }
+
+  /** A packet exceeding the client's Maximum Packet Size: counted, and replaced by nothing [MQTT-3.1.2-24]. */
+  private tooLarge(): Buffer {
+    this.broker.stats.packetsTooLarge++;
+    return NOT_SENT;
   }
 
   private sendRawPacket4(p: Packet): void {
@@ -326,6 +340,8 @@ export class Client implements ConnectionHandler, AckSink {
       const withReason = encodeAck(type, packetId, reasonCode, 5, { reasonString });
       if (this.maxPacketSize === 0 || withReason.length <= this.maxPacketSize) data = withReason;
     }
+    // Not sent if even the bare ack is too large (a Maximum Packet Size below 5); handled as if sent [MQTT-3.1.2-24].
+    if (this.maxPacketSize !== 0 && data.length > this.maxPacketSize) data = this.tooLarge();
     if (quota && this.inboundUnacked > 0) this.inboundUnacked--;
     this.broker.committer.send(this, data);
   }
@@ -337,7 +353,8 @@ export class Client implements ConnectionHandler, AckSink {
   }
 
   sendPubrel(packetId: number, reasonCode = 0): void {
-    this.broker.committer.send(this, encodeAck(6, packetId, reasonCode, this.version));
+    const data = encodeAck(6, packetId, reasonCode, this.version);
+    this.broker.committer.send(this, this.maxPacketSize !== 0 && data.length > this.maxPacketSize ? this.tooLarge() : data);
   }
 
   /** Room to send now (the socket is not backed up). */
@@ -486,6 +503,8 @@ export class Client implements ConnectionHandler, AckSink {
 }
 
 const PINGRESP = Buffer.from([0xd0, 0x00]);
+/** What encode() gives for a packet the client's Maximum Packet Size does not allow: nothing is written. */
+const NOT_SENT = Buffer.alloc(0);
 
 /** A decoder that knows its client: its callbacks are shared functions, not closures per connection. */
 class ClientDecoder extends Decoder {

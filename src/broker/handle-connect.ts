@@ -31,6 +31,8 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   client.version = p.protocolVersion;
   client.username = p.username;
   client.state = ClientState.Authenticating;
+  // Known before anything is sent, a refusal included [MQTT-3.1.2-24].
+  if (p.protocolVersion === 5 && p.properties?.maximumPacketSize !== undefined) client.maxPacketSize = p.properties.maximumPacketSize;
 
   // ---- client identifier [MQTT-3.1.3-*] ----
   let clientId = p.clientId;
@@ -72,7 +74,6 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   // ---- v5 connection properties ----
   if (p.protocolVersion === 5 && props !== undefined) {
     if (props.receiveMaximum !== undefined) client.window = Math.min(props.receiveMaximum, limits.maxInflight);
-    if (props.maximumPacketSize !== undefined) client.maxPacketSize = props.maximumPacketSize;
     if (props.topicAliasMaximum !== undefined) client.topicAliasMaximum = props.topicAliasMaximum;
     if (props.requestProblemInformation === 0) client.problemInfo = false;
   }
@@ -102,6 +103,11 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
     if (p.will.retain && !limits.retainAvailable) {
       // [MQTT-3.2.2-13]
       return client.refuseConnect(ReasonCode.RetainNotSupported, 'retained wills are not supported');
+    }
+    const deep = broker.tooDeep(p.will.topic);
+    if (deep !== null) {
+      // v5: CONNACK 0x90 Topic Name invalid; 3.1/3.1.1: return code 5 (see v5ConnackToV3).
+      return client.refuseConnect(ReasonCode.TopicNameInvalid, `will topic has ${deep}`);
     }
     if (p.will.properties?.payloadFormatIndicator === 1 && !isUtf8(p.will.payload)) {
       return client.refuseConnect(ReasonCode.PayloadFormatInvalid, 'will payload is not UTF-8 (§3.1.3.2.3)');
@@ -281,6 +287,12 @@ function openConnection(client: Client, pending: PendingConnect): void {
     connack = client.encode({ type: 2, sessionPresent, reasonCode: ReasonCode.Success, properties: props });
   } else {
     connack = client.encode({ type: 2, sessionPresent, reasonCode: 0 });
+  }
+  if (connack.length === 0) {
+    // Too large for the client's Maximum Packet Size even without optional properties: not sent [MQTT-3.1.2-24],
+    // and a connection that cannot be told it was accepted is closed.
+    client.closeNow(ReasonCode.PacketTooLarge, 'CONNACK larger than the client Maximum Packet Size');
+    return;
   }
   // A persistent session's record must be stored before the client is told it exists.
   broker.committer.send(client, connack);

@@ -73,6 +73,12 @@ export function handlePublish(client: Client, p: PublishPacket): void {
     refuse(client, p, ReasonCode.NotAuthorized, 'topics under $SYS are reserved for the broker');
     return;
   }
+  const deep = broker.tooDeep(topic);
+  if (deep !== null) {
+    // Not routed. v5 QoS 1/2: PUBACK/PUBREC 0x90 Topic Name invalid; QoS 0 and 3.1.1 have no way to say it (see refuse).
+    refuse(client, p, ReasonCode.TopicNameInvalid, deep);
+    return;
+  }
   if (props?.payloadFormatIndicator === 1 && !isUtf8(p.payload)) {
     // [MQTT-3.3.2-4]: a receiver may check; we refuse rather than forward a payload that lies about itself.
     refuse(client, p, ReasonCode.PayloadFormatInvalid, 'payload is not valid UTF-8');

@@ -21,6 +21,8 @@ function precheck(client: Client, req: SubscriptionRequest, isNew: boolean, adde
   }
   // New filters earlier in this packet count too: one SUBSCRIBE cannot go past the limit.
   if (isNew && client.session!.subscriptions.size + added >= limits.maxSubscriptionsPerSession) return ReasonCode.QuotaExceeded;
+  // Deeper than limits.maxTopicLevels: 0x8F Topic Filter invalid (3.1.1: 0x80, in apply).
+  if (client.broker.tooDeep(req.filter) !== null) return ReasonCode.TopicFilterInvalid;
   return -1;
 }
 

@@ -72,6 +72,14 @@ export interface Limits {
   maxSessionHeapBytes: number;
   /** @deprecated No effect: publishers are no longer held back by subscribers. Accepted so that old configurations load. */
   maxPublisherHoldMs: number;
+  /**
+   * Most levels in a topic name or filter ('a/b/c' has 3; a shared filter counts its topic filter part). Deeper ones are
+   * refused: PUBACK/PUBREC 0x90, SUBACK 0x8F (3.1.1: 0x80), CONNACK 0x90 for a will topic. Default 200
+   * (Mosquitto 2.0.11 accepts 201 levels and answers deeper ones with DISCONNECT 0x82; VerneMQ's default is 10).
+   */
+  maxTopicLevels: number;
+  /** Bytes the topic-match cache may hold (topic strings, result references, a fixed overhead per entry). 0 disables it. Default 16 MiB. */
+  maxMatchCacheBytes: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -98,6 +106,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   queueQos0: false,
   maxSessionHeapBytes: 4 * 1024 * 1024,
   maxPublisherHoldMs: 2000,
+  maxTopicLevels: 200,
+  maxMatchCacheBytes: 16 * 1024 * 1024,
 });
 
 export interface BrokerOptions {
@@ -135,6 +145,9 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   maxSubscriptionsPerSession: [1, Number.MAX_SAFE_INTEGER],
   maxSessionHeapBytes: [1024, Number.MAX_SAFE_INTEGER],
   maxPublisherHoldMs: [1, 0x7fffffff],
+  // A topic of 65,535 bytes has at most 65,536 levels.
+  maxTopicLevels: [1, 65536],
+  maxMatchCacheBytes: [0, Number.MAX_SAFE_INTEGER],
 };
 const BOOL_LIMITS = new Set([
   'retainAvailable',

@@ -57,10 +57,51 @@ export class RetainedIndex {
     node.message = message;
   }
 
-  /** Retained messages whose topic matches the (non-shared) filter. */
+  /**
+   * Retained messages whose topic matches the (non-shared) filter. A loop with an explicit stack, never a
+   * recursion per level (topics and filters may have 65,536 levels); the order is that of a depth-first walk
+   * with children in insertion order.
+   */
   match(filter: string): Message[] {
     const out: Message[] = [];
-    this.walk(this.root, filter.split('/'), 0, out);
+    const levels = filter.split('/');
+    const n = levels.length;
+    const nodes: RNode[] = [this.root];
+    const depths: number[] = [0];
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const i = depths.pop()!;
+      if (i === n) {
+        if (node.message) out.push(node.message);
+        continue;
+      }
+      const level = levels[i]!;
+      // Filters starting with a wildcard do not match topics starting with '$' [MQTT-4.7.2-1].
+      const top = i === 0;
+      if (level === '#') {
+        // '#' also matches the parent level itself [MQTT-4.7.1-2].
+        if (!top && node.message) out.push(node.message);
+        this.below(node, out, top);
+        continue;
+      }
+      if (!node.children) continue;
+      if (level === '+') {
+        // Pushed in reverse so that they are visited in insertion order.
+        const children = [...node.children];
+        for (let k = children.length - 1; k >= 0; k--) {
+          const [key, child] = children[k]!;
+          if (top && key.charCodeAt(0) === 36) continue;
+          nodes.push(child);
+          depths.push(i + 1);
+        }
+      } else {
+        const child = node.children.get(level);
+        if (child) {
+          nodes.push(child);
+          depths.push(i + 1);
+        }
+      }
+    }
     return out;
   }
 
@@ -73,39 +114,20 @@ export class RetainedIndex {
     }
   }
 
-  private walk(node: RNode, levels: string[], i: number, out: Message[]): void {
-    if (i === levels.length) {
-      if (node.message) out.push(node.message);
-      return;
-    }
-    const level = levels[i]!;
-    // Filters starting with a wildcard do not match topics starting with '$' [MQTT-4.7.2-1].
-    const top = i === 0;
-    if (level === '#') {
-      // '#' also matches the parent level itself [MQTT-4.7.1-2].
-      if (!top && node.message) out.push(node.message);
-      this.all0(node, out, top);
-      return;
-    }
+  /** Every message strictly below node, depth first, children in insertion order (an explicit stack). */
+  private below(node: RNode, out: Message[], skipDollar: boolean): void {
     if (!node.children) return;
-    if (level === '+') {
-      for (const [k, child] of node.children) {
-        if (top && k.charCodeAt(0) === 36) continue;
-        this.walk(child, levels, i + 1, out);
+    const stack: Iterator<[string, RNode]>[] = [node.children.entries()];
+    while (stack.length > 0) {
+      const r = stack[stack.length - 1]!.next();
+      if (r.done === true) {
+        stack.pop();
+        continue;
       }
-    } else {
-      const child = node.children.get(level);
-      if (child) this.walk(child, levels, i + 1, out);
-    }
-  }
-
-  /** Every message strictly below node. */
-  private all0(node: RNode, out: Message[], skipDollar: boolean): void {
-    if (!node.children) return;
-    for (const [k, child] of node.children) {
-      if (skipDollar && k.charCodeAt(0) === 36) continue;
+      const [key, child] = r.value;
+      if (skipDollar && stack.length === 1 && key.charCodeAt(0) === 36) continue;
       if (child.message) out.push(child.message);
-      this.all0(child, out, false);
+      if (child.children) stack.push(child.children.entries());
     }
   }
 }

@@ -1,7 +1,9 @@
 // The subscription tree: one node per topic level, with '+' and '#' children
 // kept apart from the named ones. Matching a topic walks the tree once; the
-// result (grouped by recipient) is cached per topic name and the whole cache is
-// dropped on any subscribe or unsubscribe.
+// result (grouped by recipient) is cached per topic name, bounded in bytes and
+// entries (oldest out first), and the whole cache is dropped on any subscribe or
+// unsubscribe. Every walk over levels is a loop, never a recursion: a topic may
+// have 65,536 levels.
 
 import type { QoS } from '../protocol/packets.js';
 import type { Message } from './message.js';
@@ -133,11 +135,33 @@ export class TopicTree {
   private readonly root = new Node(null, '');
   private readonly cache = new Map<string, MatchResult>();
   private readonly cacheLimit: number;
+  private readonly cacheByteLimit: number;
+  private cacheBytesUsed = 0;
   /** Number of subscriptions (shared members included). */
   size = 0;
 
-  constructor(cacheLimit = 100_000) {
+  /**
+   * @param cacheBytes bound of the match cache in bytes (see {@link cacheEntryBytes}); 0 disables the cache.
+   * @param cacheLimit bound of the match cache in entries.
+   */
+  constructor(cacheBytes = 16 * 1024 * 1024, cacheLimit = 100_000) {
+    this.cacheByteLimit = cacheBytes;
     this.cacheLimit = cacheLimit;
+  }
+
+  /** Estimated bytes held by the match cache (topic strings plus a fixed overhead per entry). */
+  get cacheBytes(): number {
+    return this.cacheBytesUsed;
+  }
+
+  /** Entries in the match cache. */
+  get cacheSize(): number {
+    return this.cache.size;
+  }
+
+  private clearCache(): void {
+    this.cache.clear();
+    this.cacheBytesUsed = 0;
   }
 
   /** Add or replace the recipient's subscription to the same filter. Returns the one it replaced. */
@@ -164,7 +188,7 @@ export class TopicTree {
       }
     }
     if (!previous) this.size++;
-    this.cache.clear();
+    this.clearCache();
     return previous;
   }
 
@@ -190,7 +214,7 @@ export class TopicTree {
     }
     if (removed) {
       this.size--;
-      this.cache.clear();
+      this.clearCache();
       this.prune(node);
     }
     return removed;
@@ -205,8 +229,16 @@ export class TopicTree {
     const cached = this.cache.get(topic);
     if (cached !== undefined) return cached;
     const result = this.compute(topic);
-    if (this.cache.size >= this.cacheLimit) this.cache.clear();
+    const bytes = cacheEntryBytes(topic, result);
+    if (bytes > this.cacheByteLimit) return result;
+    // Oldest entries go first (a Map iterates in insertion order) until the new one fits both bounds.
+    while (this.cache.size > 0 && (this.cache.size >= this.cacheLimit || this.cacheBytesUsed + bytes > this.cacheByteLimit)) {
+      const [oldest, m] = this.cache.entries().next().value!;
+      this.cache.delete(oldest);
+      this.cacheBytesUsed -= cacheEntryBytes(oldest, m);
+    }
     this.cache.set(topic, result);
+    this.cacheBytesUsed += bytes;
     return result;
   }
 
@@ -215,7 +247,7 @@ export class TopicTree {
     const found: Subscription[] = [];
     const shared: SharedGroup[] = [];
     // Topics beginning with '$' are not matched by filters beginning with a wildcard [MQTT-4.7.2-1].
-    this.walk(this.root, levels, 0, found, shared, topic.charCodeAt(0) === 36 /* $ */);
+    this.walk(levels, found, shared, topic.charCodeAt(0) === 36 /* $ */);
     if (found.length === 0 && shared.length === 0) return EMPTY;
     const single: Subscription[] = [];
     const multi: Subscription[][] = [];
@@ -236,17 +268,35 @@ export class TopicTree {
     return { single, multi, shared };
   }
 
-  private walk(node: Node, levels: string[], i: number, found: Subscription[], shared: SharedGroup[], dollar: boolean): void {
-    const wildOk = !(dollar && i === 0);
-    // '#' matches the parent level too ('a/#' matches 'a') [MQTT-4.7.1-2].
-    if (node.hash !== null && wildOk) collect(node.hash, found, shared);
-    if (i === levels.length) {
-      collect(node, found, shared);
-      return;
+  /**
+   * Depth-first over the tree with an explicit stack (a topic may have up to 65,536 levels: recursion per
+   * level would overflow the call stack). Visits in the order a recursive walk would: at each node '#'
+   * first, then the named child's subtree, then the '+' child's.
+   */
+  private walk(levels: string[], found: Subscription[], shared: SharedGroup[], dollar: boolean): void {
+    const nodes: Node[] = [this.root];
+    const depths: number[] = [0];
+    const n = levels.length;
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const i = depths.pop()!;
+      const wildOk = !(dollar && i === 0);
+      // '#' matches the parent level too ('a/#' matches 'a') [MQTT-4.7.1-2].
+      if (node.hash !== null && wildOk) collect(node.hash, found, shared);
+      if (i === n) {
+        collect(node, found, shared);
+        continue;
+      }
+      if (node.plus !== null && wildOk) {
+        nodes.push(node.plus);
+        depths.push(i + 1);
+      }
+      const child = node.children?.get(levels[i]!);
+      if (child !== undefined) {
+        nodes.push(child);
+        depths.push(i + 1);
+      }
     }
-    const child = node.children?.get(levels[i]!);
-    if (child !== undefined) this.walk(child, levels, i + 1, found, shared, dollar);
-    if (node.plus !== null && wildOk) this.walk(node.plus, levels, i + 1, found, shared, dollar);
   }
 
   private nodeFor(topicFilter: string, create: boolean): Node | undefined {
@@ -283,6 +333,19 @@ export class TopicTree {
       n = p;
     }
   }
+}
+
+/** Per cached topic: a Map entry, the result object and its three arrays (an estimate, on the high side). */
+const CACHE_ENTRY_OVERHEAD = 160;
+
+/**
+ * Bytes one cache entry is counted for: 2 per UTF-16 code unit of the topic (the worst case of a V8 string),
+ * 8 per reference the result holds (one per matching recipient or group), plus the overhead.
+ */
+export function cacheEntryBytes(topic: string, m: MatchResult): number {
+  let refs = m.single.length + m.shared.length;
+  for (const list of m.multi) refs += 1 + list.length;
+  return 2 * topic.length + 8 * refs + CACHE_ENTRY_OVERHEAD;
 }
 
 function collect(node: Node, found: Subscription[], shared: SharedGroup[]): void {

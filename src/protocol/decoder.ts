@@ -469,13 +469,13 @@ export class Decoder {
     const level = r.u8();
     if (protocolName !== 'MQTT' && protocolName !== 'MQIsdp') {
       // Not an MQTT client we can talk to: close without CONNACK [MQTT-3.1.2-1].
-      throw r.fail(MALFORMED, `unknown protocol name ${JSON.stringify(protocolName)}`, 'MQTT-3.1.2-1');
+      throw r.fail(MALFORMED, `unknown protocol name ${quote(protocolName)}`, 'MQTT-3.1.2-1');
     }
     this.connectLevel = level;
     r.version = level;
     if (protocolName === 'MQTT' ? level !== 4 && level !== 5 : level !== 3) {
       // Unsupported level, or a name that does not go with it ("MQTT" is 3.1.1/5.0, "MQIsdp" is 3.1).
-      throw r.fail(UNSUPPORTED_VERSION, `unsupported protocol ${JSON.stringify(protocolName)} level ${level}`, 'MQTT-3.1.2-2');
+      throw r.fail(UNSUPPORTED_VERSION, `unsupported protocol ${quote(protocolName)} level ${level}`, 'MQTT-3.1.2-2');
     }
     const v5 = level === 5;
     const flags = r.u8();
@@ -594,7 +594,7 @@ function decodeSubscribe(r: WireReader, v: number): SubscribePacket {
   while (r.pos < r.end) {
     const filter = r.utf8();
     const bad = validateTopicFilter(filter);
-    if (bad !== null) throw r.fail(MALFORMED, `invalid topic filter ${JSON.stringify(filter)}: ${bad}`, refOf(bad));
+    if (bad !== null) throw r.fail(MALFORMED, `invalid topic filter ${quote(filter)}: ${bad}`, refOf(bad));
     const opts = r.u8();
     const qos = opts & 3;
     if (v === 5) {
@@ -646,7 +646,7 @@ function decodeUnsubscribe(r: WireReader, v: number): UnsubscribePacket {
   while (r.pos < r.end) {
     const filter = r.utf8();
     const bad = validateTopicFilter(filter);
-    if (bad !== null) throw r.fail(MALFORMED, `invalid topic filter ${JSON.stringify(filter)}: ${bad}`, refOf(bad));
+    if (bad !== null) throw r.fail(MALFORMED, `invalid topic filter ${quote(filter)}: ${bad}`, refOf(bad));
     filters.push(filter);
   }
   if (filters.length === 0) throw r.fail(PROTOCOL_ERROR, 'UNSUBSCRIBE without topic filters', 'MQTT-3.10.3-2');
@@ -699,4 +699,12 @@ function decodeAuth(r: WireReader): AuthPacket {
   const packet: AuthPacket = { type: 15, reasonCode };
   if (props !== undefined) packet.properties = props;
   return packet;
+}
+
+/**
+ * Client input quoted in an error message (which becomes a Reason String): at most 100 characters of it, so that
+ * the message stays short whatever the input (JSON escapes can make one character six).
+ */
+function quote(s: string): string {
+  return s.length <= 100 ? JSON.stringify(s) : `${JSON.stringify(s.slice(0, 100))}... (${s.length} characters)`;
 }

@@ -328,10 +328,34 @@ export function writeVarint(buf: Buffer, pos: number, n: number): number {
   return pos;
 }
 
-/** Write a length-prefixed UTF-8 string; returns the position after it. */
+/** Longest UTF-8 string or binary field: its length is a two-byte integer (§1.5.4, §1.5.6). */
+export const MAX_FIELD_BYTES = 65535;
+
+/**
+ * A Reason String that fits its two-byte length: longer ones are cut at a UTF-8 character boundary
+ * (a Reason String is diagnostic text; a malformed packet is worse than a shorter text).
+ */
+export function fitReasonString(s: string): string {
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: short strings need no measuring.
+  if (s.length * 3 <= MAX_FIELD_BYTES) return s;
+  const b = Buffer.from(s, 'utf8');
+  if (b.length <= MAX_FIELD_BYTES) return s;
+  let cut = MAX_FIELD_BYTES;
+  // Back off over continuation bytes (10xxxxxx): b[cut] then starts a character, so [0, cut) holds whole ones.
+  while (cut > 0 && (b[cut]! & 0xc0) === 0x80) cut--;
+  return b.toString('utf8', 0, cut);
+}
+
+function fieldTooLong(what: string, n: number): RangeError {
+  return new RangeError(`${what} of ${n} bytes is longer than ${MAX_FIELD_BYTES} bytes`);
+}
+
+/** Write a length-prefixed UTF-8 string; returns the position after it. Throws for a string over 65,535 bytes. */
 export function writeUtf8(buf: Buffer, pos: number, s: string): number {
   const len = s.length;
   const n = len === 0 ? 0 : len < 64 ? writeShortString(buf, pos + 2, s) : (buf as FastBuffer).utf8Write(s, pos + 2);
+  // Callers size the buffer first (and refuse long strings there); never write a length prefix of n & 0xffff.
+  if (n > MAX_FIELD_BYTES) throw fieldTooLong('string', n);
   buf[pos] = n >>> 8;
   buf[pos + 1] = n & 0xff;
   return pos + 2 + n;
@@ -352,13 +376,18 @@ function writeShortString(buf: Buffer, pos: number, s: string): number {
 /** Write length-prefixed binary data; returns the position after it. */
 export function writeBinary(buf: Buffer, pos: number, b: Uint8Array): number {
   const n = b.length;
+  if (n > MAX_FIELD_BYTES) throw fieldTooLong('binary data', n);
   buf[pos] = n >>> 8;
   buf[pos + 1] = n & 0xff;
   buf.set(b, pos + 2);
   return pos + 2 + n;
 }
 
-/** Length of the property list (without the property-length varint in front of it). Unknown keys and undefined values are skipped. */
+/**
+ * Length of the property list (without the property-length varint in front of it). Unknown keys and undefined values
+ * are skipped. A Reason String is counted as {@link fitReasonString} cuts it; any other string, user property or binary
+ * value over 65,535 bytes throws a RangeError.
+ */
 export function propertiesLength(props: Properties | undefined): number {
   if (props === undefined) return 0;
   let len = 0;
@@ -375,14 +404,26 @@ export function propertiesLength(props: Properties | undefined): number {
       case 'varint':
         for (const id of value as number[]) len += 1 + varintLength(id);
         break;
-      case 'string': len += 3 + Buffer.byteLength(value as string, 'utf8'); break;
-      case 'binary': len += 3 + (value as Uint8Array).length; break;
+      case 'string': len += 3 + (d.id === 0x1f ? Buffer.byteLength(fitReasonString(value as string), 'utf8') : fieldLength(d.name, value as string)); break;
+      case 'binary': {
+        const n = (value as Uint8Array).length;
+        if (n > MAX_FIELD_BYTES) throw fieldTooLong(`property ${d.name}`, n);
+        len += 3 + n;
+        break;
+      }
       case 'pair':
-        for (const [k, v] of value as [string, string][]) len += 5 + Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8');
+        for (const [k, v] of value as [string, string][]) len += 5 + fieldLength('userProperties', k) + fieldLength('userProperties', v);
         break;
     }
   }
   return len;
+}
+
+/** UTF-8 bytes of a property string; `name` (a constant, for the error) is the property's name. */
+function fieldLength(name: string, s: string): number {
+  const n = Buffer.byteLength(s, 'utf8');
+  if (n > MAX_FIELD_BYTES) throw fieldTooLong(`property ${name}`, n);
+  return n;
 }
 
 /** Total bytes of the property section: length varint plus list. */
@@ -427,7 +468,7 @@ export function writeProperties(buf: Buffer, pos: number, props: Properties | un
         break;
       case 'string':
         buf[pos++] = d.id;
-        pos = writeUtf8(buf, pos, value as string);
+        pos = writeUtf8(buf, pos, d.id === 0x1f ? fitReasonString(value as string) : (value as string));
         break;
       case 'binary':
         buf[pos++] = d.id;

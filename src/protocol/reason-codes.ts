@@ -78,6 +78,7 @@ export function v5ConnackToV3(code: number): number {
     case 0x85: return 0x02;
     case 0x86: return 0x04;
     case 0x87: case 0x8a: case 0x8c: return 0x05;
+    case 0x90: return 0x05; // a will topic the server refuses (maxTopicLevels)
     default: return 0x03; // server unavailable / busy / other
   }
 }

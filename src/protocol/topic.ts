@@ -82,6 +82,25 @@ export function parseSharedFilter(f: string): { group: string; filter: string } 
 }
 
 /**
+ * Whether a topic name or filter has more than `max` levels (levels are separated by '/'; a shared filter
+ * `$share/{group}/{filter}` is counted by its filter). Only strings of at least `max` characters can, so the
+ * common short topic costs one comparison.
+ */
+export function exceedsTopicLevels(t: string, max: number): boolean {
+  if (t.length < max) return false;
+  let from = 0;
+  if (t.startsWith(SHARE_PREFIX)) {
+    const slash = t.indexOf('/', SHARE_PREFIX.length);
+    if (slash > 0) from = slash + 1;
+  }
+  let levels = 1;
+  for (let i = t.indexOf('/', from); i !== -1; i = t.indexOf('/', i + 1)) {
+    if (++levels > max) return true;
+  }
+  return false;
+}
+
+/**
  * Reference matcher, written to be obviously correct rather than fast (the
  * broker's subscription tree is tested against it). Both arguments are assumed
  * valid. A shared filter is matched by its inner filter.
