@@ -151,7 +151,10 @@ export class Broker {
     this.closeTimeout = options.closeTimeout;
     this.listenerOptions = options.listeners;
     this.store = store;
-    this.committer = new Committer(store, (err) => this.fatal(err));
+    this.committer = new Committer(store, (err) => this.fatal(err), (err) => {
+      this.stats.internalErrors++;
+      this.logger.error('work after a commit failed', { err });
+    });
   }
 
   nextMessageId(): number {
@@ -218,7 +221,7 @@ export class Broker {
     // Once every subscription is back in the tree.
     for (const [clientId, will] of endedWills) this.publishWill(clientId, will);
     this.scheduleSweep();
-    this.expiryTimer = setInterval(() => this.expireAll(), EXPIRY_SWEEP_MS);
+    this.expiryTimer = setInterval(() => this.guarded('expiry pass', () => this.expireAll()), EXPIRY_SWEEP_MS);
     this.expiryTimer.unref();
     this.logger.info('store opened', {
       store: this.store.kind,
