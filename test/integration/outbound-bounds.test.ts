@@ -173,6 +173,24 @@ describe(`every packet within the client's Maximum Packet Size (${SMALL} bytes) 
     }
   });
 
+  it('an AUTH (enhanced authentication, 100 bytes of Authentication Data) that does not fit is not sent, counted', T, async () => {
+    const other = await startBroker({ authMethods: { BIG: () => ({ result: 'continue', data: Buffer.alloc(100, 1) }) } });
+    const client = await RawClient.open(other.port, 5);
+    try {
+      client.sendPacket(client.connectPacket({ clientId: 'auth', properties: { ...props, authenticationMethod: 'BIG' } }));
+      assert.deepEqual(await client.quiet(300), [], 'no AUTH');
+      assert.equal(other.broker.stats.packetsTooLarge, 1);
+      // With room for it, the same AUTH arrives.
+      const ok = await RawClient.open(other.port, 5);
+      ok.sendPacket(ok.connectPacket({ clientId: 'auth2', properties: { maximumPacketSize: 200, authenticationMethod: 'BIG' } }));
+      assert.equal((await ok.expect(15)).reasonCode, ReasonCode.ContinueAuthentication);
+      ok.destroy();
+    } finally {
+      client.destroy();
+      await other.close();
+    }
+  });
+
   it('without a Maximum Packet Size the same packets carry their Reason Strings', T, async () => {
     const { client, connack } = await RawClient.connect(tb.port, 5, { clientId: 'too-long-client-id' }, true);
     try {
