@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ConnackPacket, DisconnectPacket, Properties } from '../../src/protocol/packets.js';
 import { ReasonCode } from '../../src/protocol/reason-codes.js';
+import { createBroker, PetrelError } from '../../src/index.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { connectMqtt, endAll, versionOptions, type Connected } from '../helpers/mqttjs.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -50,6 +51,37 @@ describe('reason strings from client input', { timeout: 60_000 }, () => {
     } finally {
       client.destroy();
     }
+  });
+});
+
+describe('strings over 65,535 bytes from the embedder are refused where they are given', { timeout: 60_000 }, () => {
+  it('broker.publish with a 70,000-byte property: PetrelError PETREL_ERR_OPTION, and a v5 subscriber gets only well-formed packets', T, async () => {
+    const tb = await startBroker();
+    const { client } = await RawClient.connect(tb.port, 5, { clientId: 'embed-sub' });
+    try {
+      await client.subscribe([{ filter: 'e/#', qos: 1 }]);
+      for (const properties of [{ contentType: 'c'.repeat(70_000) }, { userProperties: [['k', 'v'.repeat(70_000)]] as [string, string][] }, { correlationData: Buffer.alloc(70_000) }]) {
+        await assert.rejects(
+          tb.broker.publish('e/1', 'x', { qos: 1, properties }),
+          (err: unknown) => err instanceof PetrelError && err.code === 'PETREL_ERR_OPTION' && err.key === 'properties',
+        );
+      }
+      await tb.broker.publish('e/2', 'fine', { qos: 0, properties: { contentType: 'c'.repeat(65_535) } });
+      const m = await client.expect(3);
+      assert.equal(m.topic, 'e/2');
+      assert.equal(m.properties?.contentType?.length, 65_535);
+      assert.deepEqual(client.decodeErrors.map((e) => e.message), []);
+    } finally {
+      client.destroy();
+      await tb.close();
+    }
+  });
+
+  it('responseInformation over 65,535 bytes is refused at creation (PETREL_ERR_OPTION)', async () => {
+    await assert.rejects(
+      createBroker({ store: { type: 'memory' }, responseInformation: 'r'.repeat(65_536) }),
+      (err: unknown) => err instanceof PetrelError && err.code === 'PETREL_ERR_OPTION' && err.key === 'responseInformation',
+    );
   });
 });
 
