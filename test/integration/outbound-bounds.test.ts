@@ -77,6 +77,24 @@ describe('strings over 65,535 bytes from the embedder are refused where they are
     }
   });
 
+  it('an auth method answering with 70,000 bytes of data: nothing is sent, the error is logged, the broker carries on', T, async () => {
+    const errors: string[] = [];
+    const logger = { error: (msg: string) => errors.push(msg), warn: () => {}, info: () => {}, debug: () => {} };
+    const tb = await startBroker({ logger, authMethods: { HUGE: () => ({ result: 'continue', data: Buffer.alloc(70_000) }) } });
+    try {
+      const client = await RawClient.open(tb.port, 5);
+      client.sendPacket(client.connectPacket({ clientId: 'huge', properties: { authenticationMethod: 'HUGE' } }));
+      assert.deepEqual(await client.quiet(300), []);
+      client.destroy();
+      assert.ok(errors.some((m) => /cannot be encoded/.test(m)), `logged: ${errors.join('; ')}`);
+      const ok = await RawClient.connect(tb.port, 5, { clientId: 'after' });
+      await ok.client.subscribe(['a']);
+      ok.client.destroy();
+    } finally {
+      await tb.close();
+    }
+  });
+
   it('responseInformation over 65,535 bytes is refused at creation (PETREL_ERR_OPTION)', async () => {
     await assert.rejects(
       createBroker({ store: { type: 'memory' }, responseInformation: 'r'.repeat(65_536) }),
