@@ -6,6 +6,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Properties, ProtocolVersion, QoS, SubscriptionRequest, WillMessage } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
+import { propertiesLength } from '../protocol/properties.js';
 import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
 import { Connection } from '../transport/connection.js';
@@ -650,6 +651,12 @@ export class Broker {
     else if (Buffer.isBuffer(payload)) buf = payload;
     else if (payload instanceof Uint8Array) buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     else throw new PetrelError('PETREL_ERR_PAYLOAD', 'payload must be a Buffer, Uint8Array or string');
+    try {
+      // A string or binary property over 65,535 bytes cannot be encoded: refuse it here, not while routing.
+      propertiesLength(options.properties);
+    } catch (err) {
+      throw new PetrelError('PETREL_ERR_OPTION', `properties: ${(err as Error).message}`, { key: 'properties' });
+    }
     const now = Date.now();
     const expiry = options.properties?.messageExpiryInterval;
     const msg = new Message(
