@@ -10,6 +10,7 @@
 import {
   QueueState,
   StoreError,
+  type ExpiredStats,
   type LoadedSession,
   type LoadedState,
   type QueueEntry,
@@ -95,17 +96,45 @@ class EntryQueue {
     this.maybeCompact();
   }
 
-  read(fromSeq: number, limit: number): QueueEntry[] {
+  /** Up to `limit` entries from fromSeq; stops before the payload bytes would exceed maxBytes (Released entries count 0), at least one. */
+  read(fromSeq: number, limit: number, maxBytes: number): QueueEntry[] {
     const out: QueueEntry[] = [];
-    if (limit <= 0) return out;
+    if (!(limit > 0)) return out;
     const entries = this.entries;
+    let bytes = 0;
     for (let i = this.lowerBound(fromSeq); i < entries.length; i++) {
       const e = entries[i];
       if (e === undefined) continue;
+      const size = e.state === QueueState.Released ? 0 : e.message.payload.length;
+      if (out.length > 0 && bytes + size > maxBytes) break;
+      bytes += size;
       out.push(e);
       if (out.length >= limit) break;
     }
     return out;
+  }
+
+  /** Removes up to `limit` entries with seq > afterSeq whose message expired at `now`. */
+  expire(afterSeq: number, now: number, limit: number): { count: number; bytes: number } {
+    let count = 0;
+    let bytes = 0;
+    if (!(limit > 0)) return { count, bytes };
+    const seqs = this.seqs;
+    const entries = this.entries;
+    const doomed: number[] = [];
+    for (let i = this.lowerBound(afterSeq + 1); i < entries.length && doomed.length < limit; i++) {
+      const e = entries[i];
+      if (e === undefined) continue;
+      const at = e.message.expiresAt;
+      if (at !== undefined && at <= now) doomed.push(seqs[i]!);
+    }
+    for (const seq of doomed) {
+      const e = this.get(seq)!;
+      count++;
+      bytes += e.message.payload.length;
+      this.remove(seq);
+    }
+    return { count, bytes };
   }
 
   /** First index >= head whose seq is >= seq. */
@@ -267,10 +296,16 @@ export class MemoryStore implements Store {
     return Promise.resolve();
   }
 
-  async readQueue(clientId: string, fromSeq: number, limit: number): Promise<QueueEntry[]> {
+  async readQueue(clientId: string, fromSeq: number, limit: number, maxBytes = Infinity): Promise<QueueEntry[]> {
     this.check();
     const s = this.sessions.get(clientId);
-    return s === undefined ? [] : s.queue.read(fromSeq, limit);
+    return s === undefined ? [] : s.queue.read(fromSeq, limit, maxBytes);
+  }
+
+  async expireQueue(clientId: string, now: number, limit: number): Promise<ExpiredStats> {
+    this.check();
+    const s = this.sessions.get(clientId);
+    return s === undefined ? { count: 0, bytes: 0 } : s.queue.expire(s.sentSeq, now, limit);
   }
 
   private session(clientId: string): MemSession {

@@ -182,6 +182,25 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value) VALUES ('max_message_id', coalesce((SELECT max(id) FROM messages), 0));
 `;
 
+// Version 3: expiry and background purge.
+//
+// queue.expires_at is now written for shared rows too (a copy of the
+// message's expiry), and the partial index queue_expiry (sid, expires_at, seq,
+// size) over the rows that expire finds a session's expired entries without
+// reading its queue (expireQueue). Rows without an expiry are not in it (no
+// cost for them).
+// purge: sessions deleted whose queue rows are still being removed, in small
+//   steps off the commit path. The sessions row is gone when the sid is here, so
+//   nothing can load those rows again; a sid in purge is never given to a new
+//   session (the store continues after the highest sid of sessions and purge).
+const SCHEMA_V3_FROM_V2 = `
+UPDATE queue SET expires_at = (SELECT m.expires_at FROM messages m WHERE m.id = queue.message_id) WHERE shared = 1;
+CREATE INDEX queue_expiry ON queue (sid, expires_at, seq, size) WHERE expires_at IS NOT NULL;
+CREATE TABLE purge (
+  sid INTEGER PRIMARY KEY
+);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -197,7 +216,14 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec(SCHEMA_V2_FROM_V1);
     },
   },
-  // { version: 3, description: '...', up(db) { db.exec('ALTER TABLE ...'); } },
+  {
+    version: 3,
+    description: 'queue.expires_at for shared rows too, partial index queue_expiry, table purge (deleted sessions whose rows are being removed)',
+    up(db) {
+      db.exec(SCHEMA_V3_FROM_V2);
+    },
+  },
+  // { version: 4, description: '...', up(db) { db.exec('ALTER TABLE ...'); } },
 ];
 
 /** The version this build writes and reads. */

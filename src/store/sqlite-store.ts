@@ -63,6 +63,7 @@ import { decodeIds, decodeProperties, encodeIds, encodeProperties } from './seri
 import {
   QueueState,
   StoreError,
+  type ExpiredStats,
   type LoadedSession,
   type LoadedState,
   type QueueEntry,
@@ -210,8 +211,12 @@ type QueueCols = [
   string | null, number | null, number | null, string | null, Buffer | null,
   number | null, string | null, number | null, number | null, number | null, number | null, string | null, Buffer | null,
 ];
+/** QueueCols and queue.size. */
+type QueuePageCols = [...QueueCols, number];
 /** Offset of the messages row's columns in QueueCols. */
 const QUEUE_SHARED_COLS = 9;
+/** Column of queue.size in the rows of readQueuePage (after QueueCols). */
+const QUEUE_SIZE_COL = 17;
 /** count(*), sum(size), sum(shared) of the rows a dequeue statement will delete. */
 type DequeueStats = [number, number | null, number | null];
 /** The same per session: sid, count(*), sum(size), sum(shared). */
@@ -225,8 +230,9 @@ const F_STATE_SHIFT = 3;
 const F_STATE_MASK = 3 << F_STATE_SHIFT;
 const F_MSG_QOS_SHIFT = 5;
 const F_MSG_RETAIN = 1 << 7;
+const RELEASED_FLAGS = QueueState.Released << F_STATE_SHIFT;
 
-function messageFrom(r: MessageCols | QueueCols, o: number): StoredMessage {
+function messageFrom(r: MessageCols | QueueCols | QueuePageCols, o: number): StoredMessage {
   const m: StoredMessage = {
     id: r[o] as number,
     topic: r[o + 1] as string,
@@ -243,7 +249,7 @@ function messageFrom(r: MessageCols | QueueCols, o: number): StoredMessage {
 }
 
 /** The message of a queue row; null if the row is shared and its message is missing (a damaged file). */
-function queueMessageFrom(r: QueueCols): StoredMessage | null {
+function queueMessageFrom(r: QueueCols | QueuePageCols): StoredMessage | null {
   const flags = r[1];
   if (r[4] !== null) {
     const m: StoredMessage = {
@@ -594,12 +600,26 @@ export class SqliteStore implements Store {
 
   // ---- reads ----
 
-  async readQueue(clientId: string, fromSeq: number, limit: number): Promise<QueueEntry[]> {
+  async readQueue(clientId: string, fromSeq: number, limit: number, maxBytes?: number): Promise<QueueEntry[]> {
     this.openDb();
     this.flush();
     const s = this.sessions.get(clientId);
     if (s === undefined || !(limit > 0)) return [];
-    const rows = this.st!.readQueue.all(s.sid, fromSeq, Math.min(Math.floor(limit), 0x7fffffff));
+    const n = Math.min(Math.floor(limit), 0x7fffffff);
+    let rows: (QueueCols | QueuePageCols)[];
+    if (maxBytes === undefined) rows = this.st!.readQueue.all(s.sid, fromSeq, n);
+    else {
+      // Row by row, stopping at the first entry that would go past maxBytes
+      // (its payload is read and dropped: one row at most).
+      rows = [];
+      let bytes = 0;
+      for (const r of this.st!.readQueuePage.iterate(s.sid, fromSeq, n)) {
+        const size = (r[1] & F_STATE_MASK) === RELEASED_FLAGS ? 0 : r[QUEUE_SIZE_COL];
+        if (rows.length > 0 && bytes + size > maxBytes) break;
+        bytes += size;
+        rows.push(r);
+      }
+    }
     const out: QueueEntry[] = [];
     // Entries of one page that refer to the same stored message share one object.
     let byId: Map<number, StoredMessage> | null = null;
@@ -625,6 +645,23 @@ export class SqliteStore implements Store {
       out.push(entry);
     }
     return out;
+  }
+
+  async expireQueue(clientId: string, now: number, limit: number): Promise<ExpiredStats> {
+    this.openDb();
+    this.flush();
+    const s = this.sessions.get(clientId);
+    let count = 0;
+    let bytes = 0;
+    if (s === undefined || !(limit > 0)) return { count, bytes };
+    const rows = this.st!.expiredEntries.all(s.sid, now, s.sentSeq, Math.min(Math.floor(limit), 0x7fffffff));
+    for (let i = 0; i < rows.length; i++) {
+      const [seq, size] = rows[i]!;
+      this.dequeue(clientId, seq);
+      count++;
+      bytes += size;
+    }
+    return { count, bytes };
   }
 
   // ---- internals ----
@@ -898,6 +935,7 @@ export class SqliteStore implements Store {
         w.add(size);
         w.add(flags);
         w.add(encodeIds(e.subscriptionIds));
+        w.add(m.expiresAt ?? null);
         w.endRow();
       } else if (m.expiresAt === undefined && m.properties == null && e.subscriptionIds === undefined) {
         const w = st.plainWriter;
@@ -1140,6 +1178,10 @@ interface Statements {
   statsWriter: RowWriter;
   setMaxId: Stmt<[number]>;
   readQueue: Stmt<[number, number, number], QueueCols>;
+  /** The same without the payloads of Released entries, row by row (readQueue with maxBytes). */
+  readQueuePage: Stmt<[number, number, number], QueuePageCols>;
+  /** seq, size of a session's entries after a seq that expired at a time, oldest expiry first. */
+  expiredEntries: Stmt<[number, number, number, number], [number, number]>;
   loadSessions: Stmt<[], SessionRow>;
   loadSubscriptions: Stmt<[], SubscriptionRow>;
   loadInbound: Stmt<[], [number, number]>;
@@ -1173,7 +1215,8 @@ function prepare(db: Db): Statements {
       9,
       'ON CONFLICT (id) DO UPDATE SET refs = refs + excluded.refs',
     ),
-    sharedWriter: new RowWriter(db, 'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, subscription_ids) VALUES', '(?, ?, ?, 1, ?, ?, ?)', 6, ''),
+    // expires_at: a copy of the message's, for the index queue_expiry.
+    sharedWriter: new RowWriter(db, 'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, subscription_ids, expires_at) VALUES', '(?, ?, ?, 1, ?, ?, ?, ?)', 7, ''),
     plainWriter: new RowWriter(db, 'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, topic, received_at, payload) VALUES', '(?, ?, ?, 0, ?, ?, ?, ?, ?)', 8, ''),
     inlineWriter: new RowWriter(
       db,
@@ -1228,6 +1271,22 @@ function prepare(db: Db): Statements {
         `SELECT q.seq, q.flags, q.subscription_ids, q.message_id, q.topic, q.received_at, q.expires_at, q.properties, q.payload, ${MESSAGE_COLS} ` +
           'FROM queue q LEFT JOIN messages m ON q.shared = 1 AND m.id = q.message_id ' +
           'WHERE q.sid = ? AND q.seq >= ? ORDER BY q.seq LIMIT ?',
+      )
+      .raw(),
+    readQueuePage: db
+      .prepare<[number, number, number], QueuePageCols>(
+        'SELECT q.seq, q.flags, q.subscription_ids, q.message_id, q.topic, q.received_at, q.expires_at, q.properties, ' +
+          `CASE WHEN q.flags & ${F_STATE_MASK} = ${RELEASED_FLAGS} THEN NULL ELSE q.payload END, ` +
+          'm.id, m.topic, m.qos, m.retain, m.received_at, m.expires_at, m.properties, ' +
+          `CASE WHEN q.flags & ${F_STATE_MASK} = ${RELEASED_FLAGS} THEN NULL ELSE m.payload END, q.size ` +
+          'FROM queue q LEFT JOIN messages m ON q.shared = 1 AND m.id = q.message_id ' +
+          'WHERE q.sid = ? AND q.seq >= ? ORDER BY q.seq LIMIT ?',
+      )
+      .raw(),
+    // On the partial index queue_expiry alone (expires_at <= ? implies its IS NOT NULL).
+    expiredEntries: db
+      .prepare<[number, number, number, number], [number, number]>(
+        'SELECT seq, size FROM queue INDEXED BY queue_expiry WHERE sid = ? AND expires_at <= ? AND seq > ? ORDER BY expires_at, seq LIMIT ?',
       )
       .raw(),
     loadSessions: db.prepare<[], SessionRow>('SELECT * FROM sessions ORDER BY sid'),

@@ -162,8 +162,31 @@ export interface Store {
 
   // ---- reads ----
 
-  /** Up to `limit` entries of a session's queue with seq >= fromSeq, in seq order. */
-  readQueue(clientId: string, fromSeq: number, limit: number): Promise<QueueEntry[]>;
+  /**
+   * Up to `limit` entries of a session's queue with seq >= fromSeq, in seq order.
+   * With `maxBytes`, the page stops before the payload bytes it returns would
+   * exceed maxBytes, but holds at least one entry if there is any. Entries in
+   * state Released count as 0 bytes and may come with an empty payload (it is
+   * no longer needed).
+   */
+  readQueue(clientId: string, fromSeq: number, limit: number, maxBytes?: number): Promise<QueueEntry[]>;
+
+  /**
+   * Remove up to `limit` entries of a session's queue that were never sent
+   * (seq > the session's sentSeq) and whose message has expired
+   * (message.expiresAt <= now), as writes of the current batch (committed
+   * with the next commit(); reads made after this call see them gone).
+   * Resolves with how many entries it removed and their payload bytes.
+   * Messages no longer referred to are freed as with dequeue().
+   */
+  expireQueue(clientId: string, now: number, limit: number): Promise<ExpiredStats>;
+}
+
+/** What expireQueue() removed. */
+export interface ExpiredStats {
+  count: number;
+  /** Payload bytes of the entries removed. */
+  bytes: number;
 }
 
 export class StoreError extends Error {

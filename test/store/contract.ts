@@ -250,6 +250,106 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
         assert.deepEqual(byClient(st, 'b').subscriptions, [subs[0]]);
       }));
 
+    it('readQueue with maxBytes stops before the payload bytes would exceed it, with at least one entry', () =>
+      withStore(async ({ store }) => {
+        store.putSession(session('a'));
+        const sized = (id: number, n: number) => message(id, { payload: Buffer.alloc(n, id) });
+        for (let s = 1; s <= 6; s++) store.enqueue('a', entry(s, sized(s, 100)));
+        store.enqueue('a', entry(7, sized(7, 1000)));
+        store.enqueue('a', entry(8, sized(8, 10)));
+        await store.commit();
+        assert.deepEqual(seqs(await store.readQueue('a', 0, 100, 250)), [1, 2]);
+        assert.deepEqual(seqs(await store.readQueue('a', 0, 100, 300)), [1, 2, 3], 'exactly maxBytes fits');
+        assert.deepEqual(seqs(await store.readQueue('a', 0, 2, 1_000_000)), [1, 2], 'limit still applies');
+        assert.deepEqual(seqs(await store.readQueue('a', 0, 100, 50)), [1], 'one entry even if larger than maxBytes');
+        assert.deepEqual(seqs(await store.readQueue('a', 0, 100, 0)), [1]);
+        assert.deepEqual(seqs(await store.readQueue('a', 7, 100, 500)), [7], 'a first entry above maxBytes comes alone');
+        assert.deepEqual(seqs(await store.readQueue('a', 5, 100, 1200)), [5, 6, 7]);
+        assert.deepEqual(seqs(await store.readQueue('a', 5, 100, 1210)), [5, 6, 7, 8]);
+        const page = await store.readQueue('a', 2, 100, 200);
+        assert.deepEqual(page, [entry(2, sized(2, 100)), entry(3, sized(3, 100))], 'entries are complete');
+        // Uncommitted writes are seen.
+        store.enqueue('a', entry(9, sized(9, 10)));
+        store.dequeue('a', 8);
+        assert.deepEqual(seqs(await store.readQueue('a', 7, 100, 1010)), [7, 9]);
+        assert.deepEqual(await store.readQueue('nobody', 0, 10, 10), []);
+      }));
+
+    it('readQueue with maxBytes counts Released entries as 0 bytes', () =>
+      withStore(async ({ store }) => {
+        store.putSession(session('a'));
+        const sized = (id: number) => message(id, { payload: Buffer.alloc(100, id), qos: 2 });
+        for (let s = 1; s <= 5; s++) store.enqueue('a', entry(s, sized(s)));
+        store.markSent('a', 3);
+        await store.commit();
+        store.markReleased('a', 1);
+        store.markReleased('a', 2);
+        await store.commit();
+        const page = await store.readQueue('a', 0, 100, 250);
+        assert.deepEqual(seqs(page), [1, 2, 3, 4], '0 + 0 + 100 + 100 bytes');
+        assert.deepEqual(page.map((e) => e.state), [QueueState.Released, QueueState.Released, QueueState.Pending, QueueState.Pending]);
+        for (const e of page.slice(0, 2)) {
+          assert.equal(e.message.id, e.seq);
+          assert.ok(e.message.payload.length === 0 || e.message.payload.equals(sized(e.seq).payload), 'a Released payload is empty or intact');
+        }
+        assert.deepEqual(page.slice(2), [entry(3, sized(3)), entry(4, sized(4))]);
+      }));
+
+    it('expireQueue removes the unsent entries whose message expired, counts them, and keeps the rest', () =>
+      withStore(async (ctx) => {
+        const { store } = ctx;
+        const now = 1_700_000_500_000;
+        store.putSession(session('a'));
+        store.putSession(session('b'));
+        const expired = (id: number, n = 10) => message(id, { payload: Buffer.alloc(n, id), expiresAt: now - 1000 });
+        const m1 = expired(1);
+        const m2 = expired(2, 20);
+        const m3 = message(3);
+        const m4 = message(4, { payload: Buffer.alloc(40), expiresAt: now });
+        const m5 = message(5, { expiresAt: now + 1 });
+        const m6 = expired(6, 60); // shared with b
+        store.enqueue('a', entry(1, m1)); // sent: stays
+        store.enqueue('a', entry(2, m2));
+        store.enqueue('a', entry(3, m3));
+        store.enqueue('a', entry(4, m4, { subscriptionIds: [3] }));
+        store.enqueue('a', entry(5, m5));
+        store.enqueue('a', entry(6, m6));
+        store.enqueue('b', entry(1, m6));
+        store.markSent('a', 1);
+        await store.commit();
+        store.enqueue('a', entry(7, expired(7, 70))); // not yet committed: removed too
+        assert.deepEqual(await store.expireQueue('a', now, 100), { count: 4, bytes: 20 + 40 + 60 + 70 });
+        // Reads see the removal before the commit.
+        assert.deepEqual(seqs(await store.readQueue('a', 0, 100)), [1, 3, 5]);
+        assert.deepEqual(await store.expireQueue('a', now, 100), { count: 0, bytes: 0 }, 'nothing left to expire');
+        await store.commit();
+        const st = await ctx.reload();
+        assert.deepEqual(byClient(st, 'a').queue, { count: 3, bytes: m1.payload.length + m3.payload.length + m5.payload.length, lastSeq: 7, sentSeq: 1 });
+        assert.deepEqual(await ctx.store.readQueue('a', 0, 100), [entry(1, m1), entry(3, m3), entry(5, m5)]);
+        assert.deepEqual(await ctx.store.readQueue('b', 0, 100), [entry(1, m6)], "the other session's entry of the same message stays");
+        // b's entry is unsent: it goes now, and nothing is left of m6.
+        assert.deepEqual(await ctx.store.expireQueue('b', now, 100), { count: 1, bytes: 60 });
+        assert.deepEqual(await ctx.store.expireQueue('nobody', now, 100), { count: 0, bytes: 0 });
+        await ctx.store.commit();
+        const st2 = await ctx.reload();
+        assert.deepEqual(byClient(st2, 'b').queue, { count: 0, bytes: 0, lastSeq: 1, sentSeq: 0 });
+        assert.deepEqual(await ctx.store.readQueue('b', 0, 100), []);
+      }));
+
+    it('expireQueue removes at most limit entries per call', () =>
+      withStore(async ({ store }) => {
+        const now = 1_700_000_500_000;
+        store.putSession(session('a'));
+        for (let s = 1; s <= 10; s++) store.enqueue('a', entry(s, message(s, { payload: Buffer.alloc(5), expiresAt: now - s })));
+        await store.commit();
+        assert.deepEqual(await store.expireQueue('a', now, 3), { count: 3, bytes: 15 });
+        assert.equal((await store.readQueue('a', 0, 100)).length, 7);
+        assert.deepEqual(await store.expireQueue('a', now, 0), { count: 0, bytes: 0 });
+        assert.deepEqual(await store.expireQueue('a', now, 100), { count: 7, bytes: 35 });
+        assert.deepEqual(await store.readQueue('a', 0, 100), []);
+        await store.commit();
+      }));
+
     it('reads the queue in seq order, with paging by fromSeq and limit', () =>
       withStore(async (ctx) => {
         const { store } = ctx;

@@ -324,6 +324,37 @@ describe('SqliteStore', () => {
     });
   });
 
+  describe('version 2 -> 3', () => {
+    it('copies the expiry of shared messages into their queue rows, so that expireQueue finds them and frees the message', async () => {
+      const dir = tempDir();
+      const file = join(dir, 'petrel.db');
+      const v2 = new Database(file);
+      v2.pragma('journal_mode = WAL');
+      migrate(v2, MIGRATIONS.slice(0, 2));
+      assert.equal(readVersion(v2), 2);
+      v2.prepare("INSERT INTO sessions (sid, client_id, protocol_version, expiry_interval, last_seq, sent_seq, queue_count, queue_bytes) VALUES (1, 'a', 5, 3600, 3, 0, 3, 9), (2, 'b', 5, 3600, 1, 0, 1, 3)").run();
+      v2.prepare("INSERT INTO messages (id, refs, topic, qos, retain, received_at, expires_at, properties, payload) VALUES (1, 2, 't', 1, 0, 0, 500, NULL, x'010203')").run();
+      const q = v2.prepare('INSERT INTO queue (sid, seq, message_id, shared, size, flags, topic, received_at, expires_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+      q.run(1, 1, 1, 1, 3, 1 | (1 << 5), null, null, null, null); // shared, expires (in messages) at 500
+      q.run(1, 2, 2, 0, 3, 1 | (1 << 5), 'u', 0, 400, Buffer.from([4, 5, 6])); // inline, expires at 400
+      q.run(1, 3, 3, 0, 3, 1 | (1 << 5), 'u', 0, null, Buffer.from([7, 8, 9])); // never expires
+      q.run(2, 1, 1, 1, 3, 1 | (1 << 5), null, null, null, null);
+      v2.close();
+      const store = new SqliteStore({ dataDir: dir });
+      await store.open();
+      assert.equal(store.diagnostics().schemaVersion, SCHEMA_VERSION);
+      assert.deepEqual(await store.expireQueue('a', 499, 10), { count: 1, bytes: 3 });
+      assert.deepEqual(await store.expireQueue('a', 500, 10), { count: 1, bytes: 3 });
+      assert.deepEqual(await store.expireQueue('b', 500, 10), { count: 1, bytes: 3 });
+      assert.deepEqual((await store.readQueue('a', 0, 10)).map((e) => e.seq), [3]);
+      await store.close();
+      const raw = new Database(file, { readonly: true });
+      assert.equal(raw.prepare('SELECT count(*) FROM messages').pluck().get(), 0, 'the shared message is freed');
+      assert.deepEqual(raw.prepare('SELECT sid, seq FROM queue').raw().all(), [[1, 3]]);
+      raw.close();
+    });
+  });
+
   describe('version 1 -> 2', () => {
     // The schema version 1 as released to no one but frozen here: a database
     // written by a version-1 Petrel has exactly these objects.
@@ -407,7 +438,7 @@ describe('SqliteStore', () => {
       ];
       let store = new SqliteStore({ dataDir: dir });
       let st = await store.open();
-      assert.equal(store.diagnostics().schemaVersion, 2);
+      assert.equal(store.diagnostics().schemaVersion, SCHEMA_VERSION);
       assert.deepEqual(
         st.sessions.map((s) => [s.session.clientId, s.queue, s.subscriptions.length, s.inboundQos2]),
         [
