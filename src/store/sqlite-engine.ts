@@ -49,7 +49,7 @@ import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { APPLICATION_ID, migrate, readVersion, SCHEMA_VERSION } from './migrations.js';
 import { QueueState, StoreError } from './types.js';
-import { F_MSG_QOS_SHIFT, F_MSG_RETAIN, F_STATE_MASK, F_STATE_SHIFT, K, type WireBatch, type WirePage, type WireSession } from './sqlite-wire.js';
+import { F_MSG_QOS_SHIFT, F_MSG_RETAIN, F_STATE_MASK, F_STATE_SHIFT, K, type StorageCounts, type WireBatch, type WirePage, type WireSession } from './sqlite-wire.js';
 
 type Db = BetterSqlite3.Database;
 type Stmt<P extends unknown[], R = unknown> = BetterSqlite3.Statement<P, R>;
@@ -389,6 +389,12 @@ export class SqliteEngine {
     } catch (err) {
       throw err instanceof StoreError ? err : mapError(err, this.path, 'commit');
     }
+  }
+
+  inspect(): StorageCounts {
+    const db = this.openDb();
+    const count = (table: string): number => db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+    return { purging: this.purging.length, queueRows: count('queue'), messageRows: count('messages') };
   }
 
   diagnostics(): SqliteDiagnostics {

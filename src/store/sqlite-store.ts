@@ -52,6 +52,7 @@ import {
   K,
   type Reply,
   type Request,
+  type StorageCounts,
   type WireBatch,
   type WireError,
   type WireOp,
@@ -73,6 +74,7 @@ import {
 import type { ProtocolVersion, QoS } from '../protocol/packets.js';
 
 export type { SqliteDiagnostics } from './sqlite-engine.js';
+export type { StorageCounts } from './sqlite-wire.js';
 
 export type Durability = 'process' | 'power';
 
@@ -195,6 +197,8 @@ export class SqliteStore implements Store {
     if (this.worker !== null) throw new Error('SqliteStore: open() called twice');
     const worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), {
       workerData: { path: this.path, dataDir: this.dataDir, durability: this.durability },
+      // Not the process's flags (--input-type, --test, ... do not apply to it).
+      execArgv: [],
     });
     this.worker = worker;
     worker.on('message', (reply: Reply) => {
@@ -238,6 +242,13 @@ export class SqliteStore implements Store {
     this.broken ??= closedError();
     await worker.terminate();
     if (failure !== undefined) throw failure;
+  }
+
+  /** Row counts (tests, bench): O(rows). Sees every write made before it. */
+  async inspect(): Promise<StorageCounts> {
+    this.openDb();
+    if (this.hasBatch()) void this.send();
+    return (await this.request({ t: 'inspect' })) as StorageCounts;
   }
 
   /** Settings in force (for logs and tests). */

@@ -104,7 +104,16 @@ export type Request =
   | { t: 'commit'; batch: WireBatch | null }
   | { t: 'read'; sid: number; fromSeq: number; limit: number; maxBytes: number }
   | { t: 'expire'; sid: number; now: number; afterSeq: number; limit: number }
+  | { t: 'inspect' }
   | { t: 'close' };
+
+/** Row counts, for tests and the bench (inspect(): counting is O(rows)). */
+export interface StorageCounts {
+  /** Deleted sessions whose queue rows are still being removed. */
+  purging: number;
+  queueRows: number;
+  messageRows: number;
+}
 
 export type Reply = { ok: true; value?: unknown } | { ok: false; error: WireError };
 

@@ -60,6 +60,9 @@ port.on('message', (req: Request) => {
       case 'expire':
         reply = { ok: true, value: engine.expired(req.sid, req.now, req.afterSeq, req.limit) };
         break;
+      case 'inspect':
+        reply = { ok: true, value: engine.inspect() };
+        break;
       case 'close':
         closed = true;
         engine.close();
