@@ -49,7 +49,7 @@ import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { APPLICATION_ID, migrate, readVersion, SCHEMA_VERSION } from './migrations.js';
 import { QueueState, StoreError } from './types.js';
-import { F_MSG_QOS_SHIFT, F_MSG_RETAIN, F_STATE_MASK, F_STATE_SHIFT, K, type StorageCounts, type WireBatch, type WirePage, type WireSession } from './sqlite-wire.js';
+import { E_STRIDE, F_MSG_QOS_SHIFT, F_MSG_RETAIN, F_STATE_MASK, F_STATE_SHIFT, K, M_STRIDE, PE_STRIDE, PM_STRIDE, T_STRIDE, type StorageCounts, type WireBatch, type WirePage, type WireSession } from './sqlite-wire.js';
 
 type Db = BetterSqlite3.Database;
 type Stmt<P extends unknown[], R = unknown> = BetterSqlite3.Statement<P, R>;
@@ -281,31 +281,43 @@ export class SqliteEngine {
     this.openDb();
     this.retryFailed();
     const st = this.st!;
-    const n = Math.min(Math.floor(limit), 0x7fffffff);
+    const lim = Math.min(Math.floor(limit), 0x7fffffff);
     let rows: (QueueCols | QueuePageCols)[];
-    if (maxBytes === Infinity) rows = st.readQueue.all(sid, fromSeq, n);
+    if (maxBytes === Infinity) rows = st.readQueue.all(sid, fromSeq, lim);
     else {
       // Row by row, stopping at the first entry that would go past maxBytes
       // (its payload is read and dropped: one row at most).
       rows = [];
       let bytes = 0;
-      for (const r of st.readQueuePage.iterate(sid, fromSeq, n)) {
+      for (const r of st.readQueuePage.iterate(sid, fromSeq, lim)) {
         const size = (r[1] & F_STATE_MASK) === RELEASED_FLAGS ? 0 : r[QUEUE_SIZE_COL];
         if (rows.length > 0 && bytes + size > maxBytes) break;
         bytes += size;
         rows.push(r);
       }
     }
+    const n = rows.length;
     const page: WirePage = {
-      seq: [], flags: [], subIds: [], msg: [],
-      mId: [], mTopic: [], mQos: [], mRetain: [], mRecv: [], mExp: [], mProps: [], mOff: [], mLen: [],
-      payload: null,
+      nE: 0,
+      eNum: new Float64Array(n * PE_STRIDE),
+      eSubIdx: [],
+      eSubIds: [],
+      nM: 0,
+      mNum: new Float64Array(n * PM_STRIDE),
+      mTopic: [],
+      mPropsIdx: [],
+      mProps: [],
+      payload: EMPTY_AB,
     };
+    const eNum = page.eNum;
+    const mNum = page.mNum;
     const payloads: (Buffer | null)[] = [];
     let total = 0;
+    let nE = 0;
+    let nM = 0;
     // Entries of one page that refer to the same stored message share one message.
     let byId: Map<number, number> | null = null;
-    for (let i = 0; i < rows.length; i++) {
+    for (let i = 0; i < n; i++) {
       const r = rows[i]!;
       const flags = r[1];
       let mi: number | undefined;
@@ -314,47 +326,63 @@ export class SqliteEngine {
         if (r[QUEUE_SHARED_COLS] === null) continue;
         mi = (byId ??= new Map()).get(r[3]);
         if (mi === undefined) {
-          const o = QUEUE_SHARED_COLS;
-          mi = page.mId.length;
+          const c = QUEUE_SHARED_COLS;
+          mi = nM++;
           byId.set(r[3], mi);
-          page.mId.push(r[o] as number);
-          page.mTopic.push(r[o + 1] as string);
-          page.mQos.push(r[o + 2] as number);
-          page.mRetain.push(r[o + 3] as number);
-          page.mRecv.push(r[o + 4] as number);
-          page.mExp.push(r[o + 5] as number | null);
-          page.mProps.push(r[o + 6] as string | null);
-          const p = r[o + 7] as Buffer | null;
+          const o = mi * PM_STRIDE;
+          mNum[o] = r[c] as number;
+          mNum[o + 1] = r[c + 2] as number;
+          mNum[o + 2] = r[c + 3] as number;
+          mNum[o + 3] = r[c + 4] as number;
+          mNum[o + 4] = (r[c + 5] as number | null) ?? NaN;
+          page.mTopic.push(r[c + 1] as string);
+          const props = r[c + 6] as string | null;
+          if (props !== null) {
+            page.mPropsIdx.push(mi);
+            page.mProps.push(props);
+          }
+          const p = r[c + 7] as Buffer | null;
           payloads.push(p);
           total += p === null ? 0 : p.length;
         }
       } else {
-        mi = page.mId.length;
-        page.mId.push(r[3]);
+        mi = nM++;
+        const o = mi * PM_STRIDE;
+        mNum[o] = r[3];
+        mNum[o + 1] = (flags >> F_MSG_QOS_SHIFT) & 3;
+        mNum[o + 2] = (flags & F_MSG_RETAIN) !== 0 ? 1 : 0;
+        mNum[o + 3] = r[5] as number;
+        mNum[o + 4] = r[6] ?? NaN;
         page.mTopic.push(r[4]);
-        page.mQos.push((flags >> F_MSG_QOS_SHIFT) & 3);
-        page.mRetain.push((flags & F_MSG_RETAIN) !== 0 ? 1 : 0);
-        page.mRecv.push(r[5] as number);
-        page.mExp.push(r[6]);
-        page.mProps.push(r[7]);
+        if (r[7] !== null) {
+          page.mPropsIdx.push(mi);
+          page.mProps.push(r[7]);
+        }
         payloads.push(r[8]);
         total += r[8] === null ? 0 : r[8].length;
       }
-      page.seq.push(r[0]);
-      page.flags.push(flags);
-      page.subIds.push(r[2]);
-      page.msg.push(mi);
+      if (r[2] !== null) {
+        page.eSubIdx.push(nE);
+        page.eSubIds.push(r[2]);
+      }
+      const o = nE++ * PE_STRIDE;
+      eNum[o] = r[0];
+      eNum[o + 1] = flags;
+      eNum[o + 2] = mi;
     }
+    page.nE = nE;
+    page.nM = nM;
     // The payloads, packed into one buffer that goes to the broker's thread without a copy.
     const buf = Buffer.allocUnsafeSlow(total);
     let off = 0;
-    for (let i = 0; i < payloads.length; i++) {
-      const p = payloads[i]!;
-      page.mOff.push(off);
-      if (p === null) page.mLen.push(0);
+    for (let mi = 0; mi < nM; mi++) {
+      const p = payloads[mi]!;
+      const o = mi * PM_STRIDE;
+      mNum[o + 5] = off;
+      if (p === null) mNum[o + 6] = 0;
       else {
         p.copy(buf, off);
-        page.mLen.push(p.length);
+        mNum[o + 6] = p.length;
         off += p.length;
       }
     }
@@ -539,20 +567,28 @@ export class SqliteEngine {
     st.messageWriter.reset();
     const ab = bt.payload;
     const payloadOf = (off: number, len: number): Buffer => (ab === null || len === 0 ? EMPTY : Buffer.from(ab, off, len));
-    const nMsg = bt.mId.length;
+    const nM = bt.nM;
+    const mNum = bt.mNum;
+    const props: (string | null)[] = new Array<string | null>(nM).fill(null);
+    for (let k = 0; k < bt.mPropsIdx.length; k++) props[bt.mPropsIdx[k]!] = bt.mProps[k]!;
+    const exp = (mi: number): number | null => {
+      const x = mNum[mi * M_STRIDE + 4]!;
+      return Number.isNaN(x) ? null : x;
+    };
     const mw = st.messageWriter;
-    for (let i = 0; i < nMsg; i++) {
-      const refs = bt.mRefs[i]!;
+    for (let mi = 0; mi < nM; mi++) {
+      const o = mi * M_STRIDE;
+      const refs = mNum[o + 7]!;
       if (refs === 0) continue;
-      mw.add(bt.mId[i]);
+      mw.add(mNum[o]);
       mw.add(refs);
-      mw.add(bt.mTopic[i]);
-      mw.add(bt.mQos[i]);
-      mw.add(bt.mRetain[i]);
-      mw.add(bt.mRecv[i]);
-      mw.add(bt.mExp[i]);
-      mw.add(bt.mProps[i]);
-      mw.add(payloadOf(bt.mOff[i]!, bt.mLen[i]!));
+      mw.add(bt.mTopic[mi]);
+      mw.add(mNum[o + 1]);
+      mw.add(mNum[o + 2]);
+      mw.add(mNum[o + 3]);
+      mw.add(exp(mi));
+      mw.add(props[mi]);
+      mw.add(payloadOf(mNum[o + 5]!, mNum[o + 6]!));
       mw.endRow();
     }
     mw.flush();
@@ -606,11 +642,12 @@ export class SqliteEngine {
           break;
         case K.Retain:
           st.deleteRetained.run(op.topic);
-          if (op.msg >= 0) st.insertRetained.run(op.topic, bt.mId[op.msg]!);
+          if (op.msg >= 0) st.insertRetained.run(op.topic, mNum[op.msg * M_STRIDE]!);
           break;
       }
     }
-    const nT = bt.tSid.length;
+    const nT = bt.nT;
+    const tNum = bt.tNum;
     const deltas = this.deltas;
     for (let i = 0; i < nT; i++) {
       const d = deltas[i];
@@ -624,52 +661,61 @@ export class SqliteEngine {
     this.pairSid.length = 0;
     this.pairSeq.length = 0;
     for (let i = 0; i < nT; i++) {
-      if (bt.tDeqTo[i]! > bt.tDeqFrom[i]!) this.applyDequeues(i, bt.tSid[i]!, bt.dSeq.slice(bt.tDeqFrom[i], bt.tDeqTo[i]));
+      const o = i * T_STRIDE;
+      const from = tNum[o + 3]!;
+      const to = tNum[o + 4]!;
+      if (to > from) this.applyDequeues(i, tNum[o]!, Array.from(bt.dSeq.subarray(from, to)));
     }
     const pairs = this.pairSeq.length;
     for (let k = 0; k < pairs; k += DELETES_PER_STATEMENT) this.dequeuePairs(k, Math.min(DELETES_PER_STATEMENT, pairs - k));
-    const nE = bt.eSeq.length;
+    const nE = bt.nE;
+    const eNum = bt.eNum;
+    const subIds: (string | null)[] = new Array<string | null>(nE).fill(null);
+    for (let k = 0; k < bt.eSubIdx.length; k++) subIds[bt.eSubIdx[k]!] = bt.eSubIds[k]!;
     for (let i = 0; i < nE; i++) {
-      const t = bt.eT[i]!;
-      const sid = bt.tSid[t]!;
-      const mi = bt.eMsg[i]!;
-      const size = bt.mLen[mi]!;
-      const flags = bt.eFlags[i]!;
-      const subIds = bt.eSubIds[i]!;
-      if (bt.mRefs[mi]! > 0) {
+      const eo = i * E_STRIDE;
+      const t = eNum[eo]!;
+      const seq = eNum[eo + 1]!;
+      const mi = eNum[eo + 2]!;
+      const flags = eNum[eo + 3]!;
+      const sid = tNum[t * T_STRIDE]!;
+      const mo = mi * M_STRIDE;
+      const size = mNum[mo + 6]!;
+      const ids = subIds[i]!;
+      if (mNum[mo + 7]! > 0) {
         const w = st.sharedWriter;
         w.add(sid);
-        w.add(bt.eSeq[i]);
-        w.add(bt.mId[mi]);
+        w.add(seq);
+        w.add(mNum[mo]);
         w.add(size);
         w.add(flags);
-        w.add(subIds);
-        w.add(bt.mExp[mi]);
+        w.add(ids);
+        w.add(exp(mi));
         w.endRow();
-      } else if (bt.mExp[mi] === null && bt.mProps[mi] === null && subIds === null) {
+      } else if (Number.isNaN(mNum[mo + 4]!) && props[mi] === null && ids === null) {
         const w = st.plainWriter;
         w.add(sid);
-        w.add(bt.eSeq[i]);
-        w.add(bt.mId[mi]);
+        w.add(seq);
+        w.add(mNum[mo]);
         w.add(size);
         w.add(flags);
         w.add(bt.mTopic[mi]);
-        w.add(bt.mRecv[mi]);
-        w.add(payloadOf(bt.mOff[mi]!, size));
+        w.add(mNum[mo + 3]);
+        w.add(payloadOf(mNum[mo + 5]!, size));
         w.endRow();
       } else {
         const w = st.inlineWriter;
         w.add(sid);
-        w.add(bt.eSeq[i]);
-        w.add(bt.mId[mi]);
+        w.add(seq);
+        w.add(mNum[mo]);
         w.add(size);
         w.add(flags);
-        w.add(subIds);
+        w.add(ids);
         w.add(bt.mTopic[mi]);
-        w.add(bt.mRecv[mi]);
-        w.add(bt.mExp[mi]);
-        w.add(bt.mProps[mi]);
-        w.add(payloadOf(bt.mOff[mi]!, size));
+        w.add(mNum[mo + 3]);
+        w.add(exp(mi));
+        w.add(props[mi]);
+        w.add(payloadOf(mNum[mo + 5]!, size));
         w.endRow();
       }
       const d = deltas[t]!;
@@ -682,9 +728,10 @@ export class SqliteEngine {
     const sw = st.statsWriter;
     sw.reset();
     for (let i = 0; i < nT; i++) {
-      sw.add(bt.tSid[i]);
-      sw.add(bt.tLast[i]);
-      sw.add(bt.tSent[i]);
+      const o = i * T_STRIDE;
+      sw.add(tNum[o]);
+      sw.add(tNum[o + 1]);
+      sw.add(tNum[o + 2]);
       sw.add(deltas[i]!.count);
       sw.add(deltas[i]!.bytes);
       sw.endRow();
@@ -770,6 +817,7 @@ export class SqliteEngine {
 }
 
 const EMPTY = Buffer.alloc(0);
+const EMPTY_AB = new ArrayBuffer(0);
 
 /** Rows per multi-row INSERT. */
 const ROWS_PER_INSERT = 32;

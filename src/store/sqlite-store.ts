@@ -53,6 +53,11 @@ import {
   type Reply,
   type Request,
   type StorageCounts,
+  E_STRIDE,
+  M_STRIDE,
+  PE_STRIDE,
+  PM_STRIDE,
+  T_STRIDE,
   type WireBatch,
   type WireError,
   type WireOp,
@@ -422,38 +427,40 @@ export class SqliteStore implements Store {
     if (s === undefined || !(limit > 0)) return [];
     const page = (await this.request({ t: 'read', sid: s.sid, fromSeq, limit, maxBytes: maxBytes ?? Infinity })) as WirePage;
     const ab = page.payload;
-    const messages: StoredMessage[] = new Array<StoredMessage>(page.mId.length);
-    for (let i = 0; i < messages.length; i++) {
-      const len = page.mLen[i]!;
+    const mNum = page.mNum;
+    const nM = page.nM;
+    const messages: StoredMessage[] = new Array<StoredMessage>(nM);
+    for (let mi = 0; mi < nM; mi++) {
+      const o = mi * PM_STRIDE;
+      const len = mNum[o + 6]!;
       const m: StoredMessage = {
-        id: page.mId[i]!,
-        topic: page.mTopic[i]!,
-        payload: ab === null || len === 0 ? Buffer.alloc(0) : Buffer.from(ab, page.mOff[i]!, len),
-        qos: page.mQos[i]! as QoS,
-        retain: page.mRetain[i] !== 0,
-        receivedAt: page.mRecv[i]!,
+        id: mNum[o]!,
+        topic: page.mTopic[mi]!,
+        payload: len === 0 ? Buffer.alloc(0) : Buffer.from(ab, mNum[o + 5]!, len),
+        qos: mNum[o + 1]! as QoS,
+        retain: mNum[o + 2] !== 0,
+        receivedAt: mNum[o + 3]!,
       };
-      const exp = page.mExp[i]!;
-      if (exp !== null) m.expiresAt = exp;
-      const props = page.mProps[i]!;
-      if (props !== null) m.properties = decodeProperties(props);
-      messages[i] = m;
+      const exp = mNum[o + 4]!;
+      if (!Number.isNaN(exp)) m.expiresAt = exp;
+      messages[mi] = m;
     }
-    const n = page.seq.length;
+    for (let k = 0; k < page.mPropsIdx.length; k++) messages[page.mPropsIdx[k]!]!.properties = decodeProperties(page.mProps[k]!);
+    const n = page.nE;
+    const eNum = page.eNum;
     const out = new Array<QueueEntry>(n);
     for (let i = 0; i < n; i++) {
-      const flags = page.flags[i]!;
-      const entry: QueueEntry = {
-        seq: page.seq[i]!,
-        message: messages[page.msg[i]!]!,
+      const o = i * PE_STRIDE;
+      const flags = eNum[o + 1]!;
+      out[i] = {
+        seq: eNum[o]!,
+        message: messages[eNum[o + 2]!]!,
         qos: (flags & 3) as QoS,
         retain: (flags & F_RETAIN) !== 0,
         state: ((flags & F_STATE_MASK) >> F_STATE_SHIFT) as QueueState,
       };
-      const ids = page.subIds[i]!;
-      if (ids !== null) entry.subscriptionIds = decodeIds(ids);
-      out[i] = entry;
     }
+    for (let k = 0; k < page.eSubIdx.length; k++) out[page.eSubIdx[k]!]!.subscriptionIds = decodeIds(page.eSubIds[k]!);
     return out;
   }
 
@@ -524,7 +531,12 @@ export class SqliteStore implements Store {
   /** Send the batch to be committed (and start a new one). Resolves when it is committed. */
   private send(): Promise<void> {
     const batch = this.hasBatch() ? this.wireBatch() : null;
-    const p = this.request({ t: 'commit', batch }, batch?.payload ? [batch.payload] : undefined) as Promise<void>;
+    let transfer: ArrayBuffer[] | undefined;
+    if (batch !== null) {
+      transfer = [batch.mNum.buffer as ArrayBuffer, batch.eNum.buffer as ArrayBuffer, batch.tNum.buffer as ArrayBuffer, batch.dSeq.buffer as ArrayBuffer];
+      if (batch.payload !== null) transfer.push(batch.payload);
+    }
+    const p = this.request({ t: 'commit', batch }, transfer) as Promise<void>;
     this.lastWrite = p;
     // (Handled here, so that a commit sent by a read and awaited by no one is no unhandled rejection.)
     p.then(
@@ -540,50 +552,83 @@ export class SqliteStore implements Store {
 
   /** The batch as sent to the worker; the store starts a new one. */
   private wireBatch(): WireBatch {
+    const touched = this.touched;
+    const entries = this.eEntry;
+    const ops = this.ops;
+    let nDeq = 0;
+    for (let i = 0; i < touched.length; i++) {
+      const dq = touched[i]!.dequeues;
+      if (dq !== null && !touched[i]!.deleted) nDeq += dq.length;
+    }
+    // Upper bounds: a message per enqueue and per retained set.
+    const maxM = entries.length + ops.length;
     const bt: WireBatch = {
       ops: [],
-      mId: [], mTopic: [], mQos: [], mRetain: [], mRecv: [], mExp: [], mProps: [], mOff: [], mLen: [], mRefs: [],
-      eT: [], eSeq: [], eMsg: [], eFlags: [], eSubIds: [],
-      tSid: [], tLast: [], tSent: [], tDeqFrom: [], tDeqTo: [], dSeq: [],
+      nM: 0,
+      mNum: new Float64Array(maxM * M_STRIDE),
+      mTopic: [],
+      mPropsIdx: [],
+      mProps: [],
+      nE: 0,
+      eNum: new Float64Array(entries.length * E_STRIDE),
+      eSubIdx: [],
+      eSubIds: [],
+      nT: 0,
+      tNum: new Float64Array(touched.length * T_STRIDE),
+      dSeq: new Float64Array(nDeq),
       maxId: this.batchMaxId,
       payload: null,
     };
+    const mNum = bt.mNum;
     const bufs: Buffer[] = [];
     let total = 0;
+    let nM = 0;
     const addMessage = (m: StoredMessage): number => {
-      const mi = bt.mId.length;
-      bt.mId.push(m.id);
+      const mi = nM++;
+      const o = mi * M_STRIDE;
+      const len = m.payload.length;
+      mNum[o] = m.id;
+      mNum[o + 1] = m.qos;
+      mNum[o + 2] = m.retain ? 1 : 0;
+      mNum[o + 3] = m.receivedAt;
+      mNum[o + 4] = m.expiresAt ?? NaN;
+      mNum[o + 5] = total;
+      mNum[o + 6] = len;
+      // (refs, o + 7, counted by the caller)
       bt.mTopic.push(m.topic);
-      bt.mQos.push(m.qos);
-      bt.mRetain.push(b(m.retain));
-      bt.mRecv.push(m.receivedAt);
-      bt.mExp.push(m.expiresAt ?? null);
-      bt.mProps.push(encodeProperties(m.properties));
-      bt.mOff.push(total);
-      bt.mLen.push(m.payload.length);
-      bt.mRefs.push(0);
-      bufs.push(m.payload);
-      total += m.payload.length;
+      const props = encodeProperties(m.properties);
+      if (props !== null) {
+        bt.mPropsIdx.push(mi);
+        bt.mProps.push(props);
+      }
+      if (len > 0) bufs.push(m.payload);
+      total += len;
       return mi;
     };
-    const touched = this.touched;
+    const tNum = bt.tNum;
+    const dSeq = bt.dSeq;
+    let nT = 0;
+    let d = 0;
     for (let i = 0; i < touched.length; i++) {
       const s = touched[i]!;
       if (s.deleted) continue;
-      s.tIdx = bt.tSid.length;
-      bt.tSid.push(s.sid);
-      bt.tLast.push(s.lastSeq);
-      bt.tSent.push(s.sentSeq);
-      bt.tDeqFrom.push(bt.dSeq.length);
+      s.tIdx = nT;
+      const o = nT++ * T_STRIDE;
+      tNum[o] = s.sid;
+      tNum[o + 1] = s.lastSeq;
+      tNum[o + 2] = s.sentSeq;
+      tNum[o + 3] = d;
       const dq = s.dequeues;
-      if (dq !== null) for (let j = 0; j < dq.length; j++) bt.dSeq.push(dq[j]!);
-      bt.tDeqTo.push(bt.dSeq.length);
+      if (dq !== null) for (let j = 0; j < dq.length; j++) dSeq[d++] = dq[j]!;
+      tNum[o + 4] = d;
     }
+    bt.nT = nT;
     const multi = this.multi;
     const byId = multi === null ? null : new Map<number, number>();
-    const entries = this.eEntry;
     const sess = this.eSess;
     const state = this.eState;
+    const eNum = bt.eNum;
+    let nE = 0;
     for (let i = 0; i < entries.length; i++) {
       const st8 = state[i]!;
       if (st8 === CANCELLED) continue;
@@ -594,15 +639,19 @@ export class SqliteStore implements Store {
         mi = byId.get(m.id);
         if (mi === undefined) byId.set(m.id, (mi = addMessage(m)));
       } else mi = addMessage(m);
-      bt.mRefs[mi]!++;
-      bt.eT.push(sess[i]!.tIdx);
-      bt.eSeq.push(e.seq);
-      bt.eMsg.push(mi);
-      bt.eFlags.push(e.qos | (e.retain ? F_RETAIN : 0) | (st8 << F_STATE_SHIFT) | (m.qos << F_MSG_QOS_SHIFT) | (m.retain ? F_MSG_RETAIN : 0));
-      bt.eSubIds.push(encodeIds(e.subscriptionIds));
+      mNum[mi * M_STRIDE + 7]!++;
+      if (e.subscriptionIds !== undefined) {
+        bt.eSubIdx.push(nE);
+        bt.eSubIds.push(encodeIds(e.subscriptionIds)!);
+      }
+      const o = nE++ * E_STRIDE;
+      eNum[o] = sess[i]!.tIdx;
+      eNum[o + 1] = e.seq;
+      eNum[o + 2] = mi;
+      eNum[o + 3] = e.qos | (e.retain ? F_RETAIN : 0) | (st8 << F_STATE_SHIFT) | (m.qos << F_MSG_QOS_SHIFT) | (m.retain ? F_MSG_RETAIN : 0);
     }
+    bt.nE = nE;
     let retained: Set<number> | null = null;
-    const ops = this.ops;
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       let w: WireOp;
@@ -644,7 +693,7 @@ export class SqliteStore implements Store {
             // (setRetained put its id in multi)
             mi = byId!.get(m.id) ?? -1;
             if (mi < 0) byId!.set(m.id, (mi = addMessage(m)));
-            bt.mRefs[mi]!++;
+            mNum[mi * M_STRIDE + 7]!++;
             (retained ??= new Set()).add(mi);
           }
           w = { k: K.Retain, topic: op.topic, msg: mi };
@@ -653,9 +702,12 @@ export class SqliteStore implements Store {
       }
       bt.ops.push(w);
     }
+    bt.nM = nM;
     // A message referred to once, by one enqueue, is written inline in its queue row.
-    const refs = bt.mRefs;
-    for (let i = 0; i < refs.length; i++) if (refs[i] === 1 && (retained === null || !retained.has(i))) refs[i] = 0;
+    for (let mi = 0; mi < nM; mi++) {
+      const o = mi * M_STRIDE + 7;
+      if (mNum[o] === 1 && (retained === null || !retained.has(mi))) mNum[o] = 0;
+    }
     if (total > 0) {
       const buf = Buffer.allocUnsafeSlow(total);
       let off = 0;

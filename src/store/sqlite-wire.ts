@@ -38,51 +38,57 @@ export type WireOp =
   /** msg: index into the batch's messages, or -1 to clear. */
   | { k: typeof K.Retain; topic: string; msg: number };
 
-/** Messages of a batch or a page, column by column. */
-export interface WireMessages {
-  mId: number[];
-  mTopic: string[];
-  mQos: number[];
-  mRetain: number[];
-  mRecv: number[];
-  mExp: (number | null)[];
-  mProps: (string | null)[];
-  mOff: number[];
-  mLen: number[];
-}
+// A batch: the numbers of its messages, enqueues and sessions in strided
+// Float64Arrays (cloned as one memcpy each, or transferred), strings apart.
 
-export interface WireBatch extends WireMessages {
+/** Numbers per message in WireBatch.mNum: id, qos, retain, receivedAt, expiresAt (NaN: none), payload offset, payload length, refs. */
+export const M_STRIDE = 8;
+/** Numbers per enqueue in WireBatch.eNum: session index (into tNum), seq, message index, queue.flags. */
+export const E_STRIDE = 4;
+/** Numbers per session in WireBatch.tNum: sid, lastSeq, sentSeq, first and end index of its dequeues in dSeq. */
+export const T_STRIDE = 5;
+
+export interface WireBatch {
   ops: WireOp[];
-  /** Per message: references the batch adds to its `messages` row; 0 = written inline in its one queue row. */
-  mRefs: number[];
-  // Enqueues (not cancelled), in the order made.
-  /** Index into the t* arrays of the entry's session. */
-  eT: number[];
-  eSeq: number[];
-  eMsg: number[];
-  /** queue.flags, complete. */
-  eFlags: number[];
-  eSubIds: (string | null)[];
-  // Sessions touched (not deleted): their stats are rewritten; their dequeues are dSeq[tDeqFrom[i] .. tDeqTo[i]).
-  tSid: number[];
-  tLast: number[];
-  tSent: number[];
-  tDeqFrom: number[];
-  tDeqTo: number[];
-  dSeq: number[];
+  nM: number;
+  /** refs: references the batch adds to the message's `messages` row; 0 = written inline in its one queue row. */
+  mNum: Float64Array;
+  mTopic: string[];
+  /** Properties (encoded) of the messages that have them: message index, text. */
+  mPropsIdx: number[];
+  mProps: string[];
+  /** Enqueues (not cancelled), in the order made. */
+  nE: number;
+  eNum: Float64Array;
+  /** Subscription identifiers (encoded) of the enqueues that have them: enqueue index, text. */
+  eSubIdx: number[];
+  eSubIds: string[];
+  /** Sessions touched (not deleted): their stats are rewritten. */
+  nT: number;
+  tNum: Float64Array;
+  dSeq: Float64Array;
   /** Highest message id of the batch (0 if none). */
   maxId: number;
   payload: ArrayBuffer | null;
 }
 
+/** Numbers per entry in WirePage.eNum: seq, queue.flags, message index (entries of one shared message share it). */
+export const PE_STRIDE = 3;
+/** Numbers per message in WirePage.mNum: id, qos, retain, receivedAt, expiresAt (NaN: none), payload offset, payload length. */
+export const PM_STRIDE = 7;
+
 /** A page of a session's queue. */
-export interface WirePage extends WireMessages {
-  seq: number[];
-  flags: number[];
-  subIds: (string | null)[];
-  /** Index of the entry's message (entries of one shared message share it). */
-  msg: number[];
-  payload: ArrayBuffer | null;
+export interface WirePage {
+  nE: number;
+  eNum: Float64Array;
+  eSubIdx: number[];
+  eSubIds: string[];
+  nM: number;
+  mNum: Float64Array;
+  mTopic: string[];
+  mPropsIdx: number[];
+  mProps: string[];
+  payload: ArrayBuffer;
 }
 
 export interface WireSession {

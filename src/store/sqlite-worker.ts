@@ -53,7 +53,7 @@ port.on('message', (req: Request) => {
         break;
       case 'read': {
         const page = engine.read(req.sid, req.fromSeq, req.limit, req.maxBytes);
-        if (page.payload !== null) transfer.push(page.payload);
+        transfer.push(page.payload, page.eNum.buffer as ArrayBuffer, page.mNum.buffer as ArrayBuffer);
         reply = { ok: true, value: page };
         break;
       }
