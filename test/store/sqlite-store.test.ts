@@ -794,6 +794,30 @@ describe('SqliteStore', () => {
     });
   });
 
+  it('runs a commit off the calling thread: the event loop turns while a 10,000-row commit is in progress', async () => {
+    const dir = tempDir();
+    const store = new SqliteStore({ dataDir: dir });
+    await store.open();
+    const N = 10_000;
+    for (let i = 0; i < N; i++) store.putSession(session(`s${i}`));
+    await store.commit();
+    const message: StoredMessage = { id: 1, topic: 'fan/x', payload: Buffer.alloc(64), qos: 1, retain: false, receivedAt: 0 };
+    for (let i = 0; i < N; i++) store.enqueue(`s${i}`, { seq: 1, message, qos: 1, retain: false, state: QueueState.Pending });
+    let turned = false;
+    setImmediate(() => (turned = true));
+    await store.commit();
+    assert.ok(turned, 'a setImmediate queued before commit() ran before it resolved');
+    // The same for the deletion of a large queue.
+    for (let seq = 2; seq <= 20_000; seq++) store.enqueue('s0', { seq, message: { ...message, id: seq }, qos: 1, retain: false, state: QueueState.Pending });
+    await store.commit();
+    store.deleteSession('s0');
+    turned = false;
+    setImmediate(() => (turned = true));
+    await store.commit();
+    assert.ok(turned);
+    await store.close();
+  });
+
   it('does not keep the process alive when it is left open', async () => {
     const dir = tempDir();
     const storeUrl = new URL('../../src/store/sqlite-store.js', import.meta.url).href;
