@@ -174,6 +174,8 @@ export class SqliteEngine {
   private maxIdWritten = 0;
   /** Deleted sessions whose queue rows are still being removed (also in the table purge). */
   private readonly purging: number[] = [];
+  /** Sids the transaction being applied adds to purge. */
+  private readonly newPurges: number[] = [];
   /** Batches whose commit failed: applied again, first, by the next commit (they stay in order). */
   private failed: WireBatch[] = [];
   // Per batch being applied.
@@ -260,15 +262,19 @@ export class SqliteEngine {
     const batches = this.failed;
     if (batch !== null) batches.push(batch);
     if (batches.length === 0) return;
+    this.newPurges.length = 0;
     try {
       this.txn(batches);
     } catch (err) {
       // Kept, in order, for the next commit; none of it is applied.
+      this.newPurges.length = 0;
       this.failed = batches;
       throw err instanceof StoreError ? err : mapError(err, this.path, 'commit');
     }
     this.failed = [];
     for (const b of batches) if (b.maxId > this.maxIdWritten) this.maxIdWritten = b.maxId;
+    for (const sid of this.newPurges) if (!this.purging.includes(sid)) this.purging.push(sid);
+    this.newPurges.length = 0;
   }
 
   /** Commit what failed before (a read must see it); throws if that fails again. */
@@ -624,7 +630,8 @@ export class SqliteEngine {
           // The queue: a first chunk now, the rest later (see the top of the file).
           if (this.purgeChunk(sid)) {
             st.purgeAdd.run(sid);
-            if (!this.purging.includes(sid)) this.purging.push(sid);
+            // (purged only once this transaction is committed)
+            this.newPurges.push(sid);
           }
           break;
         }
