@@ -407,7 +407,12 @@ export class Harness {
     return `${old ? 'takeover: ' : ''}${key} ${inc.name} present=${present ? 1 : 0}${expected === null ? ' (either allowed)' : ''}${note}`;
   }
 
-  private async publish(p: number, topic: string, qos: QoS, n: number): Promise<string> {
+  /**
+   * Publish n messages from p (all at once) and wait for their PUBACK/PUBCOMP. With killAfter, the broker is
+   * SIGKILLed as soon as that many were acknowledged (deliveries to subscribers are under way) and restarted:
+   * only what was acknowledged by then is required.
+   */
+  private async publish(p: number, topic: string, qos: QoS, n: number, killAfter?: number): Promise<string> {
     const t0 = Date.now();
     const ids: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -427,14 +432,63 @@ export class Harness {
     // Allowed before it is sent (it may arrive before the PUBACK), required once acknowledged.
     for (const [inc, q] of targets) for (const id of ids) inc.allowed.set(id, { qos: q, required: false });
     const client = this.pubs[p]!.client;
-    await Promise.all(ids.map((id) => client.publishAsync(topic, `m:${id}`, { qos })));
-    // QoS 0: a QoS 1 PUBLISH behind it on the same connection is a barrier (packets are handled in order).
-    if (qos === 0) await client.publishAsync('sync/barrier', 'b', { qos: 1 });
+    const acked: number[] = [];
+    let note = '';
+    if (killAfter === undefined) {
+      await Promise.all(ids.map((id) => client.publishAsync(topic, `m:${id}`, { qos }).then(() => void acked.push(id))));
+      // QoS 0: a QoS 1 PUBLISH behind it on the same connection is a barrier (packets are handled in order).
+      if (qos === 0) await client.publishAsync('sync/barrier', 'b', { qos: 1 });
+    } else {
+      const broker = this.broker!;
+      let killed = false;
+      await new Promise<void>((resolve) => {
+        let settled = 0;
+        for (const id of ids) {
+          client.publishAsync(topic, `m:${id}`, { qos }).then(
+            () => {
+              if (killed) return;
+              acked.push(id);
+              if (acked.length >= killAfter) {
+                killed = true;
+                broker.child.kill('SIGKILL');
+                resolve();
+              }
+            },
+            () => {},
+          ).finally(() => {
+            if (++settled === ids.length) resolve();
+          });
+        }
+      });
+      note = ` (killed after ${acked.length} acknowledgements; ${await this.restart(true)})`;
+    }
     for (const [inc, q] of targets) {
       if (q === 0) continue;
-      for (const id of ids) inc.allowed.get(id)!.required = true;
+      for (const id of acked) inc.allowed.get(id)!.required = true;
     }
-    return `ids ${ids[0]}${n > 1 ? `..${ids[ids.length - 1]}` : ''} for ${targets.map(([i, q]) => `${i.name}@${q}`).join(' ') || 'nobody'}`;
+    return `ids ${ids[0]}${n > 1 ? `..${ids[ids.length - 1]}` : ''} for ${targets.map(([i, q]) => `${i.name}@${q}`).join(' ') || 'nobody'}${note}`;
+  }
+
+  /** SIGKILL the broker (unless killed already) and start it again on the same data directory. */
+  private async restart(killed: boolean): Promise<string> {
+    const live = this.sessions.filter((i): i is Incarnation => i !== null && i.conn !== null);
+    if (!killed) await this.settleBeforeEnd(live.filter((i) => i.expiry === 0), 'before a broker kill that ends it');
+    for (const inc of live) inc.conn!.closing = true;
+    const killedAt = Date.now();
+    await kill(this.broker!, 'SIGKILL');
+    for (const inc of live) {
+      const c = inc.conn!;
+      // The connection ended without DISCONNECT: Petrel publishes its will after the restart.
+      if (c.will) this.willsRequired.add(c.will);
+      c.mc.destroy();
+      inc.conn = null;
+      if (inc.expiry === 0) this.end(inc, 'broker killed (expiry 0)');
+      else inc.offline = { lo: killedAt, hi: -1 }; // hi: when the new broker listens
+    }
+    this.watcher?.destroy();
+    await endAll(...this.pubs.map((pub) => pub.client));
+    await this.startBroker();
+    return `restarted on port ${this.port}`;
   }
 
   private async runOp(o: Op): Promise<string> {
@@ -464,7 +518,7 @@ export class Harness {
       case 'publish':
         return this.publish(o.p, o.topic, o.qos, 1);
       case 'burst':
-        return this.publish(o.p, o.topic, o.qos, o.n);
+        return this.publish(o.p, o.topic, o.qos, o.n, o.killAfter);
       case 'disconnect': {
         const inc = this.current(o.s);
         const c = inc?.conn;
@@ -500,26 +554,8 @@ export class Harness {
         else inc.offline = { lo, hi: lo };
         return 'ok';
       }
-      case 'restart': {
-        const live = this.sessions.filter((i): i is Incarnation => i !== null && i.conn !== null);
-        await this.settleBeforeEnd(live.filter((i) => i.expiry === 0), 'before a broker kill that ends it');
-        for (const inc of live) inc.conn!.closing = true;
-        const killedAt = Date.now();
-        await kill(this.broker!, 'SIGKILL');
-        for (const inc of live) {
-          const c = inc.conn!;
-          // The connection ended without DISCONNECT: Petrel publishes its will after the restart.
-          if (c.will) this.willsRequired.add(c.will);
-          c.mc.destroy();
-          inc.conn = null;
-          if (inc.expiry === 0) this.end(inc, 'broker killed (expiry 0)');
-          else inc.offline = { lo: killedAt, hi: -1 }; // hi: when the new broker listens
-        }
-        this.watcher?.destroy();
-        await endAll(...this.pubs.map((p) => p.client));
-        await this.startBroker();
-        return `restarted on port ${this.port}`;
-      }
+      case 'restart':
+        return this.restart(false);
       case 'sleep':
         await sleep(o.ms);
         return 'ok';

@@ -32,8 +32,11 @@ export type Op =
   | { op: 'unsubscribe'; s: number; filter: string }
   /** One PUBLISH from publisher p, waited for (PUBACK / PUBCOMP; QoS 0: a QoS 1 barrier behind it). */
   | { op: 'publish'; p: number; topic: string; qos: QoS }
-  /** n QoS 1/2 PUBLISHes from p at once (MQTT.js in-flight window), all waited for. */
-  | { op: 'burst'; p: number; topic: string; qos: 1 | 2; n: number }
+  /**
+   * n QoS 1/2 PUBLISHes from p at once (MQTT.js in-flight window), all waited for; with killAfter, the broker is
+   * SIGKILLed once that many were acknowledged, and restarted.
+   */
+  | { op: 'burst'; p: number; topic: string; qos: 1 | 2; n: number; killAfter?: number }
   /** Normal DISCONNECT; v5 may set a new Session Expiry Interval (only if its CONNECT had a non-zero one [MQTT-3.14.2-2]). */
   | { op: 'disconnect'; s: number; expiry?: number }
   /** Destroy the socket without DISCONNECT. */
@@ -53,7 +56,7 @@ export function describeOp(o: Op): string {
     case 'publish':
       return `publish p${o.p} ${o.topic} qos${o.qos}`;
     case 'burst':
-      return `burst p${o.p} ${o.topic} qos${o.qos} x${o.n}`;
+      return `burst p${o.p} ${o.topic} qos${o.qos} x${o.n}${o.killAfter !== undefined ? ` kill after ${o.killAfter} acks` : ''}`;
     case 'disconnect':
       return `disconnect s${o.s}${o.expiry !== undefined ? ` expiry=${o.expiry}` : ''}`;
     case 'drop':
@@ -86,6 +89,8 @@ export interface GenOptions {
 /** A sequence of operations from a seed. Only the subscribers' connected flags are simulated. */
 export function generate(seed: number, opts: GenOptions): Op[] {
   const rand = prng(seed);
+  // A second stream for what was added later (kills in a burst), so that a seed keeps its other operations.
+  const kills = prng(seed ^ 0x5bd1e995);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const chance = (p: number): boolean => rand() < p;
   const connected: boolean[] = new Array(SUBSCRIBERS).fill(false);
@@ -130,7 +135,12 @@ export function generate(seed: number, opts: GenOptions): Op[] {
         connected[s] = false;
       }
     } else if (r < 90) {
-      out.push({ op: 'restart' });
+      // Half of the kills come in the middle of a burst, while deliveries are under way.
+      if (kills() < 0.5) out.push({ op: 'restart' });
+      else {
+        const n = 20 + Math.floor(kills() * 300);
+        out.push({ op: 'burst', p: Math.floor(kills() * PUBLISHERS), topic: pick(TOPICS), qos: kills() < 0.5 ? 1 : 2, n, killAfter: 1 + Math.floor(kills() * (n - 1)) });
+      }
       connected.fill(false);
     } else if (r < 93) {
       out.push({ op: 'sleep', ms: 300 + Math.floor(rand() * 3000) });
