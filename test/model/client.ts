@@ -31,6 +31,8 @@ export interface ModelConnectOptions {
   expiry: number;
   /** v5 Receive Maximum, if any. */
   receiveMaximum?: number;
+  /** Send PUBACK/PUBREC this many ms after the PUBLISH (a slow subscriber), in order. Default 0: at once. */
+  ackDelayMs?: number;
   will?: WillMessage;
 }
 
@@ -45,6 +47,8 @@ export class ModelConnection {
   /** PUBLISHes that arrived before a handler was attached (they may come in the same read as CONNACK). */
   private early: Arrival[] | null = [];
   private handler: ((a: Arrival) => void) | null = null;
+
+  private ackDelayMs = 0;
 
   private constructor(socket: net.Socket, version: ProtocolVersion, public state: ClientSessionState) {
     this.socket = socket;
@@ -70,6 +74,7 @@ export class ModelConnection {
     const socket = net.connect(port, '127.0.0.1');
     socket.setNoDelay(true);
     const conn = new ModelConnection(socket, o.version, state);
+    conn.ackDelayMs = o.ackDelayMs ?? 0;
     let properties: Properties | undefined;
     if (o.version === 5) {
       properties = { sessionExpiryInterval: o.expiry };
@@ -181,8 +186,11 @@ export class ModelConnection {
       const a = { packet: { ...p, payload: Buffer.from(p.payload) }, delivered };
       if (this.handler) this.handler(a);
       else this.early?.push(a);
-      if (p.qos === 1) this.send({ type: 4, packetId: p.packetId, reasonCode: 0 });
-      else if (p.qos === 2) this.send({ type: 5, packetId: p.packetId, reasonCode: 0 });
+      const ack: Packet | null = p.qos === 1 ? { type: 4, packetId: p.packetId, reasonCode: 0 } : p.qos === 2 ? { type: 5, packetId: p.packetId, reasonCode: 0 } : null;
+      if (ack !== null) {
+        if (this.ackDelayMs > 0) setTimeout(() => this.send(ack), this.ackDelayMs);
+        else this.send(ack);
+      }
     } else if (p.type === 6) {
       this.state.inboundQos2.delete(p.packetId);
       this.send({ type: 7, packetId: p.packetId, reasonCode: 0 });

@@ -27,7 +27,7 @@ export const FILTERS = ['t/a', 't/b', 't/+', 't/#', 't/a/#', 't/+/y', 't/a/x'] a
 
 export type Op =
   /** CONNECT for subscriber s; if s has a live connection this is a takeover. expiry: v5 Session Expiry Interval. */
-  | { op: 'connect'; s: number; version: 4 | 5; clean: boolean; expiry: number; will: boolean; receiveMaximum?: number }
+  | { op: 'connect'; s: number; version: 4 | 5; clean: boolean; expiry: number; will: boolean; receiveMaximum?: number; ackDelayMs?: number }
   | { op: 'subscribe'; s: number; filter: string; qos: QoS }
   | { op: 'unsubscribe'; s: number; filter: string }
   /** One PUBLISH from publisher p, waited for (PUBACK / PUBCOMP; QoS 0: a QoS 1 barrier behind it). */
@@ -48,7 +48,7 @@ export type Op =
 export function describeOp(o: Op): string {
   switch (o.op) {
     case 'connect':
-      return `connect s${o.s} v${o.version} clean=${o.clean ? 1 : 0}${o.version === 5 ? ` expiry=${o.expiry}` : ''}${o.will ? ' will' : ''}${o.receiveMaximum !== undefined ? ` receiveMaximum=${o.receiveMaximum}` : ''}`;
+      return `connect s${o.s} v${o.version} clean=${o.clean ? 1 : 0}${o.version === 5 ? ` expiry=${o.expiry}` : ''}${o.will ? ' will' : ''}${o.receiveMaximum !== undefined ? ` receiveMaximum=${o.receiveMaximum}` : ''}${o.ackDelayMs ? ` ackDelay=${o.ackDelayMs}ms` : ''}`;
     case 'subscribe':
       return `subscribe s${o.s} ${o.filter} qos${o.qos}`;
     case 'unsubscribe':
@@ -91,6 +91,8 @@ export function generate(seed: number, opts: GenOptions): Op[] {
   const rand = prng(seed);
   // A second stream for what was added later (kills in a burst), so that a seed keeps its other operations.
   const kills = prng(seed ^ 0x5bd1e995);
+  // And one for slow subscribers (acknowledging a few ms late, so that catching up on a backlog takes a while).
+  const slow = prng(seed ^ 0x27d4eb2f);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const chance = (p: number): boolean => rand() < p;
   const connected: boolean[] = new Array(SUBSCRIBERS).fill(false);
@@ -99,6 +101,7 @@ export function generate(seed: number, opts: GenOptions): Op[] {
     const version = chance(0.5) ? 5 : 4;
     const op: Op = { op: 'connect', s, version, clean: chance(0.3), expiry: version === 5 ? pick([0, SHORT_EXPIRY, LONG_EXPIRY, LONG_EXPIRY]) : 0, will: chance(0.3) };
     if (version === 5 && chance(0.4)) op.receiveMaximum = pick([1, 3, 10]);
+    if (slow() < 0.3) op.ackDelayMs = 1 + Math.floor(slow() * 4);
     return op;
   };
   // Start with every subscriber connected and subscribed, so that short sequences do something.
