@@ -168,6 +168,8 @@ export class Harness {
   private opIndex = 0;
   private progress = 0; // arrivals, for the quiet wait
   private readonly prefix: string;
+  /** restart onArrival: kill the broker from the arrival handler of this session's connection. */
+  private killOnArrival: { inc: Incarnation; kill: () => void } | null = null;
 
   constructor(readonly label: string) {
     this.prefix = `m${process.pid}x${Math.random().toString(36).slice(2, 6)}`;
@@ -248,6 +250,10 @@ export class Harness {
 
   private onArrival(c: Conn, a: Arrival): void {
     this.progress++;
+    if (this.killOnArrival?.inc === c.inc) {
+      this.killOnArrival.kill();
+      this.killOnArrival = null;
+    }
     const p = a.packet;
     const text = p.payload.toString();
     const inc = c.inc;
@@ -558,8 +564,22 @@ export class Harness {
         else inc.offline = { lo, hi: lo };
         return 'ok';
       }
-      case 'restart':
-        return this.restart(false);
+      case 'restart': {
+        const inc = o.onArrival !== undefined ? this.current(o.onArrival) : null;
+        if (inc?.conn == null) return this.restart(false);
+        const broker = this.broker!;
+        let killed = false;
+        const kill = (): void => {
+          killed = true;
+          broker.child.kill('SIGKILL');
+        };
+        this.killOnArrival = { inc, kill };
+        const deadline = Date.now() + 2000;
+        while (!killed && Date.now() < deadline) await sleep(1);
+        this.killOnArrival = null;
+        if (!killed) kill();
+        return this.restart(true);
+      }
       case 'sleep':
         await sleep(o.ms);
         return 'ok';

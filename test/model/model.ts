@@ -41,8 +41,11 @@ export type Op =
   | { op: 'disconnect'; s: number; expiry?: number }
   /** Destroy the socket without DISCONNECT. */
   | { op: 'drop'; s: number }
-  /** SIGKILL the broker and start it again on the same data directory. */
-  | { op: 'restart' }
+  /**
+   * SIGKILL the broker and start it again on the same data directory. With onArrival, the kill is sent the moment
+   * subscriber s receives a PUBLISH (within 2 s), the sharpest point to catch a send that preceded its commit.
+   */
+  | { op: 'restart'; onArrival?: number }
   | { op: 'sleep'; ms: number };
 
 export function describeOp(o: Op): string {
@@ -62,7 +65,7 @@ export function describeOp(o: Op): string {
     case 'drop':
       return `drop s${o.s}`;
     case 'restart':
-      return 'restart (SIGKILL)';
+      return `restart (SIGKILL)${o.onArrival !== undefined ? ` when s${o.onArrival} receives a PUBLISH` : ''}`;
     case 'sleep':
       return `sleep ${o.ms} ms`;
   }
