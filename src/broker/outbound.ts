@@ -236,19 +236,9 @@ export class OutboundQueue {
       }
       // Offline persistent session with queueQos0: stored like QoS 1/2 below.
     }
-    const len = msg.payload.length;
-    const stored = this.host.stored;
-    if (!this.admit(len, qos, stored)) {
-      env.stats.droppedQueueFull++;
-      return;
-    }
-    const entry = new OutEntry(++this.nextSeq, msg, qos, retain, subIds as number[] | undefined, QueueState.Pending, group);
-    this.queuedCount++;
-    this.queuedBytes += len;
-    if (msg.expiresAt !== undefined) this.mayExpire = true;
-    if (stored) {
-      env.store.enqueue(this.host.id, entry);
-      env.committer.touch();
+    const entry = this.newEntry(msg, qos, retain, subIds, group);
+    if (entry === null) return;
+    if (this.host.stored) {
       if (this.spillSeq !== 0) {
         // Older entries wait in the store: keep the order.
         if (this.refilling) this.deliveredWhileRefilling = true;
@@ -262,6 +252,29 @@ export class OutboundQueue {
     }
     if (c !== null && this.idle && this.addAndSend(entry, c)) return;
     this.enqueueHeap(entry);
+  }
+
+  /**
+   * A numbered entry for a message the session must keep until acknowledged: admitted under the limits (else
+   * dropped, counted: null), counted, and written to the store for a stored session.
+   */
+  private newEntry(msg: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, group: SharedGroup | null): OutEntry | null {
+    const env = this.env;
+    const len = msg.payload.length;
+    const stored = this.host.stored;
+    if (!this.admit(len, qos, stored)) {
+      env.stats.droppedQueueFull++;
+      return null;
+    }
+    const entry = new OutEntry(++this.nextSeq, msg, qos, retain, subIds as number[] | undefined, QueueState.Pending, group);
+    this.queuedCount++;
+    this.queuedBytes += len;
+    if (msg.expiresAt !== undefined) this.mayExpire = true;
+    if (stored) {
+      env.store.enqueue(this.host.id, entry);
+      env.committer.touch();
+    }
+    return entry;
   }
 
   /** Room for one more QoS 1/2 entry of `len` payload bytes under the session's limits (making room if it can). */
@@ -336,7 +349,6 @@ export class OutboundQueue {
   /** Send retained messages owed; false when the window or the socket stopped it. */
   private pumpRetained(c: Sender): boolean {
     const list = this.cursors!;
-    const env = this.env;
     const now = Date.now();
     while (list.length > 0) {
       const cur = list[0]!;
@@ -357,19 +369,8 @@ export class OutboundQueue {
         if (this.inflightCount >= c.window || this.inflight?.has(packetIdOf(this.nextSeq + 1))) return false;
         if (!this.fitsHeap(msg.payload.length + ENTRY_OVERHEAD)) return false;
         cur.i++;
-        const stored = this.host.stored;
-        if (!this.admit(msg.payload.length, qos, stored)) {
-          env.stats.droppedQueueFull++;
-          continue;
-        }
-        const entry = new OutEntry(++this.nextSeq, msg, qos, true, cur.subIds as number[] | undefined, QueueState.Pending, null);
-        this.queuedCount++;
-        this.queuedBytes += msg.payload.length;
-        if (stored) {
-          env.store.enqueue(this.host.id, entry);
-          env.committer.touch();
-        }
-        if (!this.addAndSend(entry, c)) this.enqueueHeap(entry); // cannot happen: checked above
+        const entry = this.newEntry(msg, qos, true, cur.subIds, null);
+        if (entry !== null && !this.addAndSend(entry, c)) this.enqueueHeap(entry); // cannot happen: checked above
       }
       list.shift();
     }
@@ -390,16 +391,8 @@ export class OutboundQueue {
         if (msg.isExpired(now) || (cur.noLocal && msg.origin === this.host.id)) continue;
         const qos = (msg.qos < cur.qos ? msg.qos : cur.qos) as QoS;
         if (qos === 0) continue;
-        if (!this.admit(msg.payload.length, qos, true)) {
-          env.stats.droppedQueueFull++;
-          continue;
-        }
-        const entry = new OutEntry(++this.nextSeq, msg, qos, true, cur.subIds as number[] | undefined, QueueState.Pending, null);
-        this.queuedCount++;
-        this.queuedBytes += msg.payload.length;
-        if (msg.expiresAt !== undefined) this.mayExpire = true;
-        env.store.enqueue(this.host.id, entry);
-        if (this.spillSeq === 0) this.spillSeq = entry.seq;
+        const entry = this.newEntry(msg, qos, true, cur.subIds, null);
+        if (entry !== null && this.spillSeq === 0) this.spillSeq = entry.seq;
       }
     }
     env.committer.touch();

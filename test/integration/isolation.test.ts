@@ -28,6 +28,19 @@ function publishAll(pub: Peer, topic: string, total: number, window = 200, pad =
   return { acked: () => acked, done };
 }
 
+/** Acknowledge what `p` received, one message every `ms`; returns how many so far, and a stop. */
+function ackSlowly(p: Peer, ms: number): { acks: () => number; stop: () => void } {
+  let acks = 0;
+  const ticker = setInterval(() => {
+    const r = p.received[acks];
+    if (r !== undefined) {
+      p.ack(r.packet);
+      acks++;
+    }
+  }, ms);
+  return { acks: () => acks, stop: () => clearInterval(ticker) };
+}
+
 function distinctInOrder(p: Peer): number[] {
   const seqs = p.received.map((r) => parseInt(r.packet.payload.toString(), 10));
   for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, `in order [MQTT-4.6.0-6]: ${seqs[i - 1]} then ${seqs[i]}`);
@@ -47,14 +60,7 @@ describe('subscriber isolation', () => {
       await slow.connect(tb.port, { clientId: 'slow', clean: true });
       await slow.subscribe('iso/#', 1);
       // The slow one acknowledges one message every 50 ms: it makes progress, so nothing can call it stuck.
-      let slowAcks = 0;
-      const ticker = setInterval(() => {
-        const r = slow.received[slowAcks];
-        if (r !== undefined) {
-          slow.ack(r.packet);
-          slowAcks++;
-        }
-      }, 50);
+      const slowAcker = ackSlowly(slow, 50);
       try {
         const pub = new Peer();
         await pub.connect(tb.port, { clientId: 'pub', clean: true });
@@ -62,6 +68,7 @@ describe('subscriber isolation', () => {
         const run = publishAll(pub, 'iso/x', total, 200, 1024);
         await Promise.race([run.done, until(() => false, 60_000).then(() => assert.fail(`publisher acked ${run.acked()} of ${total}`))]);
         // Every PUBACK arrived while the slow subscriber had acknowledged only a handful.
+        const slowAcks = slowAcker.acks();
         assert.ok(slowAcks < 1000, `the publisher finished while the slow subscriber had acknowledged ${slowAcks}`);
         await until(() => healthy.received.length >= total, 30_000);
         const seqs = distinctInOrder(healthy);
@@ -69,10 +76,11 @@ describe('subscriber isolation', () => {
         // The slow one holds its window and its own bounded queue; the rest was dropped for it alone, counted.
         const stats = tb.broker.stats;
         assert.ok(stats.droppedQueueFull > 0, 'the slow session lost messages past its own limit');
-        assert.ok(slow.received.length <= 100 + slowAcks, `only its window was sent to the slow subscriber (${slow.received.length}, ${slowAcks} acknowledged)`);
+        const acksNow = slowAcker.acks();
+        assert.ok(slow.received.length <= 100 + acksNow, `only its window was sent to the slow subscriber (${slow.received.length}, ${acksNow} acknowledged)`);
         pub.disconnect();
       } finally {
-        clearInterval(ticker);
+        slowAcker.stop();
       }
       healthy.disconnect();
       slow.disconnect();
@@ -131,27 +139,20 @@ describe('subscriber isolation', () => {
       const back = new Peer();
       back.autoAck = false;
       await back.connect(tb.port, { clientId: 'backlog', clean: false });
-      let acks = 0;
-      const ticker = setInterval(() => {
-        const r = back.received[acks];
-        if (r !== undefined) {
-          back.ack(r.packet);
-          acks++;
-        }
-      }, 20);
+      const acker = ackSlowly(back, 20);
       try {
         const other = new Peer();
         await other.connect(tb.port, { clientId: 'other', clean: true });
         await other.subscribe('backlog/#', 1);
         const run = publishAll(pub, 'backlog/y', 3000);
         await run.done;
-        assert.ok(acks < 2000, `publisher done while the backlog was being worked off (${acks} acknowledged)`);
+        assert.ok(acker.acks() < 2000, `publisher done while the backlog was being worked off (${acker.acks()} acknowledged)`);
         await until(() => other.received.length >= 3000, 30_000);
         assert.equal(new Set(distinctInOrder(other)).size, 3000);
         assert.equal(tb.broker.stats.droppedQueueFull, 0, 'the persistent queue had room for all of it');
         other.disconnect();
       } finally {
-        clearInterval(ticker);
+        acker.stop();
       }
       pub.disconnect();
       back.disconnect();
