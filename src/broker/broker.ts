@@ -16,6 +16,7 @@ import { DeadlineWheel } from './keep-alive.js';
 import { PetrelError } from './errors.js';
 import type { AuthMethod, BrokerMessage, Hooks } from './hooks.js';
 import { LocalSubscription, type SubscribeOptions } from './local-subscription.js';
+import { MemoryGuard } from './memory-guard.js';
 import { createLogger, type Logger } from './logger.js';
 import { forwardableProperties, Message } from './message.js';
 import type { Limits, ResolvedOptions } from './options.js';
@@ -54,6 +55,12 @@ export interface BrokerStats {
   topicLevelsRefused: number;
   /** Packets other than PUBLISH not sent because they exceeded the client's Maximum Packet Size even without Reason String and User Properties [MQTT-3.1.2-24]. */
   packetsTooLarge: number;
+  /** Times memory went above limits.memoryLimit (or the V8 heap watermark): one per episode. */
+  memoryEpisodes: number;
+  /** CONNECTs refused because memory was above the watermark (CONNACK 0x89; 3.1/3.1.1: return code 3). */
+  connectsRefusedMemory: number;
+  /** Connections whose reading was paused because memory was above the watermark. */
+  readsPausedMemory: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
@@ -107,6 +114,9 @@ export class Broker {
     internalErrors: 0,
     topicLevelsRefused: 0,
     packetsTooLarge: 0,
+    memoryEpisodes: 0,
+    connectsRefusedMemory: 0,
+    readsPausedMemory: 0,
   };
   closing = false;
   /**
@@ -152,7 +162,11 @@ export class Broker {
     this.listenerOptions = options.listeners;
     this.store = store;
     this.committer = new Committer(store, (err) => this.fatal(err));
+    this.memory = new MemoryGuard(options.limits.memoryLimit, { connections: this.clients, stats: this.stats, logger: this.logger });
   }
+
+  /** The memory watermark (limits.memoryLimit): global backpressure, see memory-guard.ts. */
+  readonly memory: MemoryGuard;
 
   nextMessageId(): number {
     return this.messageId++;
@@ -220,6 +234,7 @@ export class Broker {
     this.scheduleSweep();
     this.expiryTimer = setInterval(() => this.expireAll(), EXPIRY_SWEEP_MS);
     this.expiryTimer.unref();
+    this.memory.start();
     this.logger.info('store opened', {
       store: this.store.kind,
       sessions: state.sessions.length,
@@ -276,6 +291,7 @@ export class Broker {
     this.closing = true;
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
+    this.memory.stop();
     // Stop accepting now; net.Server's close callback waits for every connection, so it is awaited last.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     this.listeners = [];
@@ -377,12 +393,14 @@ export class Broker {
   forgetClient(client: Client): void {
     this.clients.delete(client);
     this.deadlines.remove(client);
+    this.memory.forget(client);
   }
 
   /** A connected client's connection ended (or is ending). */
   clientGone(client: Client): void {
     this.clients.delete(client);
     this.deadlines.remove(client);
+    this.memory.forget(client);
     if (client.released) return;
     this.releaseClient(client, false);
     const hook = this.hooks.onDisconnect;
@@ -728,6 +746,11 @@ export class Broker {
     try {
       if (c.state === ClientState.Connected) {
         if (c.keepAliveMs === 0) return;
+        if (c.memoryPaused) {
+          // Not read because of memory (its PINGREQ may be waiting in the socket): not its fault.
+          this.deadlines.place(c, now + c.keepAliveMs);
+          return;
+        }
         const deadline = this.deadlines.arrivedBy(c.lastSeen) + c.keepAliveMs;
         if (now < deadline) {
           // Input since it was placed: wait for the deadline that input set.

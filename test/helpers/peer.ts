@@ -172,6 +172,11 @@ export class Peer {
     throw new Error('no free packet id');
   }
 
+  /** Send bytes as they are (many packets at once). */
+  sendRaw(data: Buffer): void {
+    if (this.sock && !this.sock.destroyed) this.sock.write(data);
+  }
+
   /** Send any packet as it is. */
   sendPacket(p: Packet): void {
     this.send(p);

@@ -1,0 +1,177 @@
+// Memory bounded in bytes on paths a client controls, and the global memory
+// watermark (limits.memoryLimit):
+// - above the watermark a new CONNECT is refused with CONNACK 0x89 Server busy
+//   (3.1.1: return code 3), a connection whose session holds nothing in memory
+//   is not read, a client with messages in flight still is (its PUBACKs free
+//   memory), and below the low watermark everything resumes;
+// - packets waiting behind a slow asynchronous hook pause the socket by bytes,
+//   not only by count;
+// - acknowledgements waiting for a slow commit pause the socket by bytes.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import type { Logger } from '../../src/index.js';
+import { MemoryStore } from '../../src/store/index.js';
+import { startBroker } from '../helpers/broker.js';
+import { Peer } from '../helpers/peer.js';
+import { sleep, until, waitFor } from '../helpers/wait.js';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+const MiB = 1024 * 1024;
+
+function captureLogger(): Logger & { warns: string[] } {
+  const warns: string[] = [];
+  return { warns, debugEnabled: false, error() {}, warn: (m: string) => void warns.push(m), info() {}, debug() {} };
+}
+
+describe('limits.memoryLimit: global backpressure above the watermark', { timeout: 60_000 }, () => {
+  it('refuses a new CONNECT with 0x89 (3.1.1: 3) while above it, keeps reading a client with messages in flight, pauses an idle publisher, and resumes below 90%', async () => {
+    gc();
+    const logger = captureLogger();
+    const limit = process.memoryUsage.rss() + 96 * MiB;
+    const tb = await startBroker({ limits: { memoryLimit: limit }, logger });
+    let ballast: Buffer | null = null;
+    try {
+      const sub = new Peer();
+      sub.autoAck = false;
+      await sub.connect(tb.port, { clientId: 'mw-sub', clean: true, version: 5 });
+      await sub.subscribe('mw/#', 1);
+      const pub = new Peer();
+      await pub.connect(tb.port, { clientId: 'mw-pub', clean: true, version: 5 });
+      for (let i = 0; i < 2; i++) pub.publish('mw/t', Buffer.from(`m${i}`), 1);
+      await waitFor(() => sub.received.length === 2 && pub.inflight === 0, 5000, 'two messages in flight to the subscriber');
+      assert.equal(tb.broker.session('mw-sub')!.inflight, 2);
+
+      // Above the watermark: memory the process holds (here a ballast the test touches page by page).
+      ballast = Buffer.alloc(160 * MiB, 1);
+      await waitFor(() => tb.broker.stats.memoryEpisodes === 1, 5000, 'the memory episode');
+      const v5 = new Peer();
+      const c5 = await v5.connect(tb.port, { clientId: 'mw-new5', clean: true, version: 5 });
+      assert.equal(c5.reasonCode, 0x89, 'v5 CONNECT refused with Server busy');
+      const v4 = new Peer();
+      const c4 = await v4.connect(tb.port, { clientId: 'mw-new4', clean: true, version: 4 });
+      assert.equal(c4.reasonCode, 3, '3.1.1 CONNECT refused with return code 3 (Server unavailable)');
+      assert.equal(tb.broker.stats.connectsRefusedMemory, 2);
+
+      // The publisher (nothing of its session in memory) is not read: its PUBLISH waits in the socket.
+      await waitFor(() => tb.broker.stats.readsPausedMemory >= 1, 5000, 'an idle connection paused');
+      const pausedAt = tb.broker.stats.messagesIn;
+      pub.publish('mw/t', Buffer.from('m2'), 1);
+      await sleep(600);
+      assert.equal(tb.broker.stats.messagesIn, pausedAt, 'the paused publisher was not read');
+      assert.equal(pub.inflight, 1, 'no PUBACK while paused');
+      // The subscriber with messages in flight is read: its acknowledgements free memory.
+      for (const r of sub.received) sub.ack(r.packet);
+      await waitFor(() => tb.broker.session('mw-sub')!.inflight === 0, 3000, 'the PUBACKs of the subscriber read while memory is high');
+
+      // Memory freed: below the low watermark everything resumes.
+      ballast = null;
+      gc();
+      await waitFor(() => pub.inflight === 0, 5000, 'the publisher read again and acknowledged');
+      await waitFor(() => sub.received.length === 3, 5000, 'the third message delivered');
+      const again = new Peer();
+      const ca = await again.connect(tb.port, { clientId: 'mw-new5', clean: true, version: 5 });
+      assert.equal(ca.reasonCode, 0, 'a new CONNECT is accepted below the watermark');
+      assert.equal(logger.warns.filter((m) => m.includes('memory above the watermark')).length, 1, 'one warning per episode');
+      for (const p of [sub, pub, again]) p.disconnect();
+    } finally {
+      ballast = null;
+      await tb.close();
+    }
+  });
+
+  it('is off with memoryLimit 0', async () => {
+    const tb = await startBroker({ limits: { memoryLimit: 1024 * 1024 } });
+    const off = await startBroker({ limits: { memoryLimit: 0 } });
+    try {
+      // 1 MiB is far below any process's RSS: refused at once (after the first sample).
+      await waitFor(() => tb.broker.stats.memoryEpisodes === 1, 3000, 'the episode');
+      const p = new Peer();
+      assert.equal((await p.connect(tb.port, { clientId: 'x', clean: true, version: 5 })).reasonCode, 0x89);
+      await sleep(300);
+      const q = new Peer();
+      assert.equal((await q.connect(off.port, { clientId: 'x', clean: true, version: 5 })).reasonCode, 0);
+      assert.equal(off.broker.stats.memoryEpisodes, 0);
+      q.disconnect();
+    } finally {
+      await tb.close();
+      await off.close();
+    }
+  });
+});
+
+describe('byte bounds on what a client sends', { timeout: 60_000 }, () => {
+  it('PUBLISHes waiting behind a slow authorizePublish pause the socket at 1 MiB, not at 1000 packets', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const tb = await startBroker({ hooks: { authorizePublish: () => gate.then(() => true as const) } });
+    try {
+      const pub = new Peer();
+      await pub.connect(tb.port, { clientId: 'bl-pub', clean: true, version: 4 });
+      const before = tb.broker.stats.bytesIn;
+      const payload = Buffer.alloc(64 * 1024, 0x61);
+      for (let i = 0; i < 100; i++) pub.publish('bl/t', payload, 1); // 6.4 MiB, 100 packets
+      await sleep(800);
+      const read = tb.broker.stats.bytesIn - before;
+      assert.ok(read < 3 * MiB, `read ${(read / MiB).toFixed(1)} MiB of 6.4 MiB while the hook was pending`);
+      open();
+      await waitFor(() => pub.inflight === 0, 10_000, 'all 100 acknowledged after the hook');
+      pub.disconnect();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  it('acknowledgements waiting for a slow commit pause the socket at 1 MiB (200,000 PUBRELs for unknown ids)', async () => {
+    const store = new HeldStore();
+    const tb = await startBroker({ store });
+    try {
+      const c = new Peer();
+      await c.connect(tb.port, { clientId: 'ha-c', clean: true, version: 5, sessionExpiry: 3600 });
+      store.holding = true;
+      void c.subscribe('ha/#', 1).catch(() => {}); // a store write: the commit starts and is held
+      await until(() => store.pending > 0, 5000);
+      assert.ok(store.pending > 0, 'commit held');
+      const before = tb.broker.stats.bytesIn;
+      const N = 200_000;
+      const buf = Buffer.alloc(4 * N);
+      for (let i = 0; i < N; i++) {
+        buf[4 * i] = 0x62;
+        buf[4 * i + 1] = 2;
+        buf.writeUInt16BE((i % 65535) + 1, 4 * i + 2);
+      }
+      c.sendRaw(buf);
+      await sleep(800);
+      const read = tb.broker.stats.bytesIn - before;
+      assert.ok(read < 400 * 1024, `read ${(read / 1024).toFixed(0)} KiB of ${(buf.length / 1024).toFixed(0)} KiB while the commit was held`);
+      store.release();
+      await waitFor(() => c.packets.filter((p) => p.type === 7).length === N, 20_000, 'every PUBCOMP after the commit');
+      c.disconnect();
+    } finally {
+      store.release();
+      await tb.close();
+    }
+  });
+});
+
+/** A memory store that claims durability and commits only when released (or at once, while not holding). */
+class HeldStore extends MemoryStore {
+  override readonly durable = true;
+  holding = false;
+  private readonly waiting: (() => void)[] = [];
+  override async commit(): Promise<void> {
+    await super.commit();
+    if (this.holding) await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  get pending(): number {
+    return this.waiting.length;
+  }
+  release(): void {
+    this.holding = false;
+    for (const r of this.waiting.splice(0)) r();
+  }
+}
