@@ -15,7 +15,7 @@ import { Committer } from './committer.js';
 import { DeadlineWheel } from './keep-alive.js';
 import { PetrelError } from './errors.js';
 import type { AuthMethod, BrokerMessage, Hooks } from './hooks.js';
-import { LocalSubscription, type SubscribeOptions } from './local-subscription.js';
+import { LOCAL_HWM_BYTES, LocalSubscription, type SubscribeOptions } from './local-subscription.js';
 import { MemoryGuard } from './memory-guard.js';
 import { createLogger, type Logger } from './logger.js';
 import { forwardableProperties, Message } from './message.js';
@@ -689,7 +689,9 @@ export class Broker {
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new PetrelError('PETREL_ERR_OPTION', `qos: must be 0, 1 or 2, got ${JSON.stringify(qos)}`, { key: 'qos' });
     const hwm = options.highWaterMark ?? 1000;
     if (!Number.isInteger(hwm) || hwm < 1) throw new PetrelError('PETREL_ERR_OPTION', 'highWaterMark: must be an integer >= 1', { key: 'highWaterMark' });
-    const local = new LocalSubscription(this, `$local/${++this.localId}`, list, qos, hwm, options.signal);
+    const hwmBytes = options.highWaterMarkBytes ?? LOCAL_HWM_BYTES;
+    if (!Number.isInteger(hwmBytes) || hwmBytes < 1) throw new PetrelError('PETREL_ERR_OPTION', 'highWaterMarkBytes: must be an integer >= 1', { key: 'highWaterMarkBytes' });
+    const local = new LocalSubscription(this, `$local/${++this.localId}`, list, qos, hwm, options.signal, hwmBytes);
     this.locals.add(local);
     for (const f of list) {
       const shared = parseSharedFilter(f);

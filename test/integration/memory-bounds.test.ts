@@ -158,6 +158,33 @@ describe('byte bounds on what a client sends', { timeout: 60_000 }, () => {
   });
 });
 
+describe('in-process subscription buffer bounded in bytes', { timeout: 30_000 }, () => {
+  it('holds at most highWaterMarkBytes (default 16 MiB) of 1 MiB messages, drops and counts the rest, and one message always fits', async () => {
+    const tb = await startBroker({ limits: { maxPacketSize: 2 * MiB } });
+    try {
+      const sub = tb.broker.subscribe('lb/#');
+      const big = Buffer.alloc(MiB, 0x63);
+      for (let i = 0; i < 40; i++) await tb.broker.publish('lb/x', big, { qos: 1 });
+      assert.equal(sub.size, 15, '15 x (1 MiB + 160) fit in 16 MiB');
+      assert.equal(sub.dropped, 25);
+      assert.equal(tb.broker.stats.localDropped, 25);
+      for (let i = 0; i < 15; i++) await sub.next();
+      assert.equal(sub.size, 0);
+      await tb.broker.publish('lb/x', big, { qos: 1 });
+      assert.equal(sub.size, 1, 'room again once read');
+      sub.close();
+      const tiny = tb.broker.subscribe('lb/#', { highWaterMarkBytes: 1 });
+      await tb.broker.publish('lb/x', big, { qos: 1 });
+      await tb.broker.publish('lb/x', big, { qos: 1 });
+      assert.equal(tiny.size, 1, 'one message always fits');
+      assert.equal(tiny.dropped, 1);
+      tiny.close();
+    } finally {
+      await tb.close();
+    }
+  });
+});
+
 /** A memory store that claims durability and commits only when released (or at once, while not holding). */
 class HeldStore extends MemoryStore {
   override readonly durable = true;
