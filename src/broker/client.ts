@@ -54,6 +54,7 @@ export const HELD_ACKS_PAUSE_BYTES = 1024 * 1024;
 const PAUSE_BACKLOG = 1;
 const PAUSE_MEMORY = 2;
 const PAUSE_ACKS = 4;
+const PAUSE_OUTPUT = 8;
 
 export class Client implements ConnectionHandler, AckSink {
   readonly broker: Broker;
@@ -143,6 +144,18 @@ export class Client implements ConnectionHandler, AckSink {
     } catch (err) {
       this.internalError(err);
     }
+    // What the client's input made us write (acks, PINGRESP, SUBACK ...) is not flow-controlled: a client that
+    // sends without reading would grow its write buffer without bound. Past 2 x maxWriteBuffer + maxPacketSize
+    // (more than a window of PUBLISHes ever leaves there) it is not read until the socket drains.
+    if (this.conn.buffered > this.outputPauseAt && (this.pauses & PAUSE_OUTPUT) === 0 && !this.conn.writable) {
+      this.setPaused(PAUSE_OUTPUT, true);
+    }
+  }
+
+  /** Bytes waiting in the connection beyond which its input is not read (see onData). */
+  private get outputPauseAt(): number {
+    const l = this.broker.limits;
+    return 2 * l.maxWriteBuffer + l.maxPacketSize;
   }
 
   onPacket(p: Packet): void {
@@ -571,6 +584,7 @@ export class Client implements ConnectionHandler, AckSink {
   }
 
   onDrain(): void {
+    if ((this.pauses & PAUSE_OUTPUT) !== 0) this.setPaused(PAUSE_OUTPUT, false);
     if (this.state !== ClientState.Connected) return;
     try {
       this.session?.pump();

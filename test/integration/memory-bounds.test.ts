@@ -10,9 +10,11 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { Logger } from '../../src/index.js';
+import { encodePacket } from '../../src/protocol/encoder.js';
 import { MemoryStore } from '../../src/store/index.js';
 import { startBroker } from '../helpers/broker.js';
 import { Peer } from '../helpers/peer.js';
@@ -122,6 +124,38 @@ describe('byte bounds on what a client sends', { timeout: 60_000 }, () => {
       await waitFor(() => pub.inflight === 0, 10_000, 'all 100 acknowledged after the hook');
       pub.disconnect();
     } finally {
+      await tb.close();
+    }
+  });
+
+  it('a client that sends without reading is not read once its output waiting in the broker passes 2 x maxWriteBuffer + maxPacketSize (PINGREQs)', async () => {
+    const tb = await startBroker({ limits: { maxWriteBuffer: 64 * 1024, maxPacketSize: 64 * 1024 } });
+    const sock = net.connect(tb.port, '127.0.0.1');
+    try {
+      await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+      let received = 0;
+      sock.on('data', (d: Buffer) => (received += d.length));
+      sock.write(encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: 4, clean: true, keepAlive: 0, clientId: 'wb-c' }, 4));
+      await waitFor(() => received === 4, 5000, 'CONNACK');
+      sock.pause();
+      const N = 6_000_000;
+      const pings = Buffer.alloc(2 * N);
+      for (let i = 0; i < N; i++) pings[2 * i] = 0xc0;
+      const before = tb.broker.stats.bytesIn;
+      sock.write(pings);
+      let last = -1;
+      // Until reading stops (or everything was read).
+      for (let i = 0; i < 100 && tb.broker.stats.bytesIn - before !== last; i++) {
+        last = tb.broker.stats.bytesIn - before;
+        await sleep(300);
+      }
+      const read = tb.broker.stats.bytesIn - before;
+      assert.ok(read < pings.length, `read all ${(read / MiB).toFixed(1)} MiB of PINGREQs from a client that reads nothing`);
+      // It reads again: everything is answered.
+      sock.resume();
+      await waitFor(() => received === 4 + 2 * N, 30_000, 'every PINGRESP');
+    } finally {
+      sock.destroy();
       await tb.close();
     }
   });
