@@ -50,6 +50,13 @@ const PACKET_OVERHEAD = 96;
  */
 export const HELD_ACKS_PAUSE_BYTES = 1024 * 1024;
 
+/**
+ * Characters of topic names kept for outbound topic aliases per connection: a client announcing Topic Alias
+ * Maximum 65535 would otherwise keep up to 65535 topics of up to 65535 bytes alive. Past it, new topics go out
+ * in full, without an alias (using one is the sender's choice, section 3.3.2.3.4).
+ */
+export const ALIASES_OUT_CHARS = 256 * 1024;
+
 /** Why reading a connection is paused (bits): it resumes once none is left. */
 const PAUSE_BACKLOG = 1;
 const PAUSE_MEMORY = 2;
@@ -95,6 +102,8 @@ export class Client implements ConnectionHandler, AckSink {
 
   aliasesIn: Map<number, string> | null = null;
   aliasesOut: Map<string, number> | null = null;
+  /** Characters of the topics in aliasesOut (see ALIASES_OUT_CHARS). */
+  private aliasesOutChars = 0;
   /** Inbound QoS 1/2 PUBLISHes not yet acknowledged (Receive Maximum, section 3.3.4). */
   inboundUnacked = 0;
 
@@ -468,15 +477,19 @@ export class Client implements ConnectionHandler, AckSink {
         if (a !== undefined) {
           alias = a;
           topic = '';
-        } else if (out.size < this.topicAliasMaximum) {
+        } else if (out.size < this.topicAliasMaximum && this.aliasesOutChars + topic.length <= ALIASES_OUT_CHARS) {
           // First use of a free alias: topic and alias together, later the alias alone [MQTT-3.3.2-12].
           alias = out.size + 1;
           out.set(topic, alias);
+          this.aliasesOutChars += topic.length;
         }
       }
       h = encodePublishHeader(topic, qos, dup, retain, packetId, msg.outboundProperties(Date.now(), subIds, alias), msg.payload.length, 5);
       if (this.maxPacketSize !== 0 && h.header.length + msg.payload.length > this.maxPacketSize) {
-        if (alias !== 0 && topic !== '') this.aliasesOut!.delete(msg.topic);
+        if (alias !== 0 && topic !== '') {
+          this.aliasesOut!.delete(msg.topic);
+          this.aliasesOutChars -= msg.topic.length;
+        }
         this.broker.stats.droppedTooLarge++;
         return false;
       }

@@ -160,6 +160,29 @@ describe('byte bounds on what a client sends', { timeout: 60_000 }, () => {
     }
   });
 
+  it('outbound topic aliases keep at most 256 Ki characters of topics per connection (Topic Alias Maximum 65535, 40 topics of 16 Ki)', async () => {
+    const tb = await startBroker();
+    try {
+      const c = new Peer();
+      await c.connect(tb.port, { clientId: 'al-c', clean: true, version: 5, topicAliasMaximum: 65535 });
+      await c.subscribe('al/#', 0);
+      const topics = Array.from({ length: 40 }, (_, i) => `al/${String(i).padStart(2, '0')}/${'x'.repeat(16 * 1024 - 7)}`);
+      for (const t of topics) await tb.broker.publish(t, 'p');
+      for (const t of topics) await tb.broker.publish(t, 'again');
+      await waitFor(() => c.received.length === 80, 5000, '80 messages');
+      const first = c.received.slice(0, 40).map((r) => r.packet);
+      const aliased = first.filter((p) => p.properties?.topicAlias !== undefined);
+      assert.equal(aliased.length, 16, '16 x 16 Ki characters fit in 256 Ki');
+      assert.ok(first.every((p, i) => p.topic === topics[i]), 'every first message names its topic');
+      const again = c.received.slice(40).map((r) => r.packet);
+      assert.equal(again.filter((p) => p.topic === '').length, 16, 'the aliased topics go by alias alone');
+      assert.ok(again.slice(16).every((p, i) => p.topic === topics[16 + i] && p.properties?.topicAlias === undefined), 'the others in full, without an alias');
+      c.disconnect();
+    } finally {
+      await tb.close();
+    }
+  });
+
   it('acknowledgements waiting for a slow commit pause the socket at 1 MiB (200,000 PUBRELs for unknown ids)', async () => {
     const store = new HeldStore();
     const tb = await startBroker({ store });
