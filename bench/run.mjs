@@ -61,6 +61,10 @@ function fmtRate(x) {
 
 function describe(sc, r) {
   if (r.error && !r.mode && r.rate === undefined) return `ERROR ${String(r.error).split('\n')[0]}`;
+  if (sc.kind === 'eventloop')
+    return ['delete', 'fanout', 'checkpoint', 'power']
+      .map((c) => (r[c] ? `${c} p99 ${r[c].without.p99}→${r[c].with.p99} ms max ${r[c].without.max}→${r[c].with.max} ms` : `${c} n/a`))
+      .join(' | ');
   if (sc.kind === 'inproc') return r.skipped ? `skipped: ${r.skipped}` : `${fmtRate(r.rate)} msg/s (lost ${r.lost}, cpu ${r.cpu_s?.toFixed(2)} s)${r.error ? ` error: ${r.error.split('\n')[0]}` : ''}`;
   if (sc.kind === 'idle')
     return `${r.connected}/${r.conns} connected, ${fmtRate(r.connect_rate)} conn/s (cold ${fmtRate(r.connect_rate_cold)}), ${(r.rss_per_conn_bytes / 1024).toFixed(2)} KB/conn after 2 s` +
@@ -86,6 +90,21 @@ async function runOne(sc, broker, opts) {
     const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
     if (!line) return { error: r.timedOut ? 'inproc timed out' : `inproc exited ${r.code ?? r.signal} without a result (see bench/.work/logs/inproc.log)` };
     return JSON.parse(line);
+  }
+  if (sc.kind === 'eventloop') {
+    // bench/eventloop.mjs starts its own brokers (Petrel embedded) and flows; it pins them itself.
+    const out = path.join(WORK_DIR, 'eventloop.json');
+    fs.rmSync(out, { force: true });
+    const duration = Math.max(opts.duration + 1, 3);
+    const r = await runTracked(
+      'eventloop',
+      [process.execPath, path.join(BENCH_DIR, 'eventloop.mjs'), '--duration', String(duration), '--json', out],
+      { timeoutMs: 20 * 60 * 1000, logFile: path.join(WORK_DIR, 'logs', 'eventloop.log') },
+    );
+    if (!fs.existsSync(out)) return { error: r.timedOut ? 'eventloop timed out' : `eventloop exited ${r.code ?? r.signal} without a result (see bench/.work/logs/eventloop.log)` };
+    const res = {};
+    for (const c of JSON.parse(fs.readFileSync(out, 'utf8')).results) res[c.case] = { without: c.without, with: c.with };
+    return res;
   }
   let b;
   try {

@@ -98,6 +98,7 @@ const SHORT = {
   'idle-10k': 'idle',
   'persistent-qos1': 'persistent Q1',
   inproc: 'in-process',
+  eventloop: 'event loop',
 };
 
 /**
@@ -175,6 +176,16 @@ function goalFor(sc, m, v) {
       return ['no loss with > 20 in flight', null];
     case 'inproc|rate':
       return ['', null];
+    case 'eventloop|delete.with.p99':
+    case 'eventloop|fanout.with.p99':
+    case 'eventloop|checkpoint.with.p99':
+    case 'eventloop|power.with.p99':
+      return ['≤ 5 ms', p == null ? null : p <= 5];
+    case 'eventloop|delete.with.max':
+    case 'eventloop|fanout.with.max':
+    case 'eventloop|checkpoint.with.max':
+    case 'eventloop|power.with.max':
+      return ['≤ 50 ms', p == null ? null : p <= 50];
     default: {
       if (sc.kind !== 'throughput') return ['', null];
       const r = ratio(p, v.mosquitto);
@@ -327,7 +338,7 @@ const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
  * latency and RSS other/Petrel), on a log scale centred on 1.
  */
 export function svgChart(results) {
-  const rows = tableRows(results).filter((r) => r.id !== 'inproc' && r.id !== 'persistent-qos1');
+  const rows = tableRows(results).filter((r) => r.id !== 'inproc' && r.id !== 'persistent-qos1' && r.id !== 'eventloop');
   const petrel = results.brokers.includes('petrel');
   const series = petrel
     ? [

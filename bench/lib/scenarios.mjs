@@ -108,6 +108,18 @@ export const SCENARIOS = [
     extraBrokers: ['petrel-sqlite', 'petrel-sqlite-power'],
   },
   {
+    // bench/eventloop.mjs: the broker's own event-loop delay (monitorEventLoopDelay inside it)
+    // while a 5,000 msg/s QoS 1 flow runs and SQLite work of each case happens (item 8 of issue 9).
+    id: 'eventloop',
+    title: 'Event-loop delay (SQLite) under a 5,000 msg/s QoS 1 flow',
+    kind: 'eventloop',
+    only: ['petrel'],
+    metrics: ['delete', 'fanout', 'checkpoint', 'power'].flatMap((c) => [
+      { key: `${c}.with.p99`, label: `ms event-loop delay p99, ${c}`, short: `${c} p99`, better: 'lower' },
+      { key: `${c}.with.max`, label: `ms event-loop delay max, ${c}`, short: `${c} max`, better: 'lower' },
+    ]),
+  },
+  {
     id: 'inproc',
     title: 'In-process API publish → for await, QoS 0',
     kind: 'inproc',

@@ -6,6 +6,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Properties, ProtocolVersion, QoS, SubscriptionRequest, WillMessage } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
+import { propertiesLength } from '../protocol/properties.js';
 import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
 import { Connection } from '../transport/connection.js';
@@ -161,7 +162,10 @@ export class Broker {
     this.closeTimeout = options.closeTimeout;
     this.listenerOptions = options.listeners;
     this.store = store;
-    this.committer = new Committer(store, (err) => this.fatal(err));
+    this.committer = new Committer(store, (err) => this.fatal(err), (err) => {
+      this.stats.internalErrors++;
+      this.logger.error('work after a commit failed', { err });
+    });
     this.memory = new MemoryGuard(options.limits.memoryLimit, { connections: this.clients, stats: this.stats, logger: this.logger });
   }
 
@@ -232,7 +236,7 @@ export class Broker {
     // Once every subscription is back in the tree.
     for (const [clientId, will] of endedWills) this.publishWill(clientId, will);
     this.scheduleSweep();
-    this.expiryTimer = setInterval(() => this.expireAll(), EXPIRY_SWEEP_MS);
+    this.expiryTimer = setInterval(() => this.guarded('expiry pass', () => this.expireAll()), EXPIRY_SWEEP_MS);
     this.expiryTimer.unref();
     this.memory.start();
     this.logger.info('store opened', {
@@ -665,6 +669,12 @@ export class Broker {
     else if (Buffer.isBuffer(payload)) buf = payload;
     else if (payload instanceof Uint8Array) buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     else throw new PetrelError('PETREL_ERR_PAYLOAD', 'payload must be a Buffer, Uint8Array or string');
+    try {
+      // A string or binary property over 65,535 bytes cannot be encoded: refuse it here, not while routing.
+      propertiesLength(options.properties);
+    } catch (err) {
+      throw new PetrelError('PETREL_ERR_OPTION', `properties: ${(err as Error).message}`, { key: 'properties' });
+    }
     const now = Date.now();
     const expiry = options.properties?.messageExpiryInterval;
     const msg = new Message(

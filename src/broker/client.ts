@@ -407,7 +407,16 @@ export class Client implements ConnectionHandler, AckSink {
    * skip it) and stats.packetsTooLarge counts it.
    */
   encode(p: Packet): Buffer {
-    const buf = encodePacket(p, this.version);
+    let buf: Buffer;
+    try {
+      buf = encodePacket(p, this.version);
+    } catch (err) {
+      // A field over 65,535 bytes from the embedder (a hook's or auth method's data): the encoder refuses to write
+      // a malformed packet. Nothing is sent; the connection and the process carry on.
+      if (!(err instanceof RangeError)) throw err;
+      this.broker.logger.error('packet not sent: it cannot be encoded', { client: this.clientId || undefined, type: p.type, err });
+      return NOT_SENT;
+    }
     if (this.maxPacketSize === 0 || buf.length <= this.maxPacketSize) return buf;
     if ('properties' in p && p.properties !== undefined) {
       const { reasonString: _r, userProperties: _u, ...rest } = p.properties;

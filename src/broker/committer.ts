@@ -38,6 +38,7 @@ export class Committer {
   constructor(
     private readonly store: Store,
     private readonly onError: (err: unknown) => void,
+    private readonly onItemError: (err: unknown) => void = () => {},
   ) {}
 
   /** The store outlives the process: what depends on a write waits for its commit. */
@@ -123,8 +124,14 @@ export class Committer {
     const { items, data } = batch;
     for (let i = 0; i < items.length; i++) {
       const d = data[i];
-      if (d === null) (items[i] as () => void)();
-      else (items[i] as AckSink).sendRaw(d!);
+      try {
+        if (d === null) (items[i] as () => void)();
+        else (items[i] as AckSink).sendRaw(d!);
+      } catch (err) {
+        // One waiter's failure (a bug in what it runs) must not keep the others from their acknowledgements,
+        // nor escape as an unhandled rejection.
+        this.onItemError(err);
+      }
     }
     if (this.dirty || this.current.items.length) this.schedule();
   }

@@ -246,6 +246,10 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   if (options.responseInformation !== undefined && typeof options.responseInformation !== 'string') {
     throw optionError('responseInformation', 'must be a string');
   }
+  if (options.responseInformation !== undefined && Buffer.byteLength(options.responseInformation, 'utf8') > 65535) {
+    // It goes into CONNACK as a UTF-8 string: the encoder would refuse it for every client that asks.
+    throw optionError('responseInformation', 'must be at most 65535 bytes of UTF-8');
+  }
   return {
     listeners,
     store,

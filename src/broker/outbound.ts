@@ -83,6 +83,8 @@ export interface Sender {
   sendPubrel(packetId: number): void;
   /** Keep what was written to the connection so far from the wire until the store committed what was written to it. */
   holdOutputForCommit(): void;
+  /** A throw while serving it (a bug): close this connection, log, count. */
+  internalError(err: unknown): void;
 }
 
 /** The session a queue belongs to (id, persistent: Session Expiry > 0). */
@@ -516,7 +518,7 @@ export class OutboundQueue {
         this.refilling = false;
         this.env.fatal(err);
       },
-    );
+    ).catch((err: unknown) => this.sender?.internalError(err));
   }
 
   // ---- expiry ----
@@ -545,7 +547,7 @@ export class OutboundQueue {
         this.expiring = false;
         this.env.fatal(err);
       },
-    );
+    ).catch((err: unknown) => this.sender?.internalError(err));
     return true;
   }
 

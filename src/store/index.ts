@@ -7,7 +7,7 @@ import type { Store } from './types.js';
 
 export * from './types.js';
 export { MemoryStore } from './memory-store.js';
-export { SqliteStore, type Durability, type SqliteStoreOptions, type SqliteDiagnostics } from './sqlite-store.js';
+export { SqliteStore, type Durability, type SqliteStoreOptions, type SqliteDiagnostics, type StorageCounts } from './sqlite-store.js';
 export { SCHEMA_VERSION } from './migrations.js';
 
 export type CreateStoreOptions =

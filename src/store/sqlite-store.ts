@@ -1,15 +1,22 @@
 // The SQLite store (embedded default): durable, one file in dataDir.
 //
-// Writes are recorded in a batch in memory and applied by commit() in one
-// transaction (group commit). The batch is the only place where queued
-// entries or payloads live in the heap: everything committed is read back
-// from the file by readQueue, page by page. What stays in memory is one small
+// Two halves. This one runs on the broker's thread and only keeps the batch:
+// writes are recorded in memory and return at once. The database belongs to a
+// worker thread (sqlite-worker.ts, sqlite-engine.ts), so that no SQLite work
+// (a commit and its fsync, the deletion of a large queue, a WAL checkpoint, a
+// read) ever runs on the broker's event loop: commit() sends the batch to the
+// worker, which applies it in one transaction (group commit), and resolves
+// when the worker answers that it is committed (durable per the durability
+// setting). Requests are answered in the order they were made, so a read
+// (readQueue, expireQueue) sends the pending batch first and then sees every
+// write made before it. The batch is the only place where queued entries or
+// payloads live in the broker's heap: everything committed is read back from
+// the file by readQueue, page by page. What stays in memory is one small
 // record per session (its integer key and queue sequence numbers).
 //
-// Schema (version 2, see migrations.ts): a message referred to by exactly one
-// queue entry of a batch is written inline in that queue row; one referred to
-// more than once (fan-out, retained) is written once to `messages` with a
-// reference count, and its queue rows point to it (`shared`).
+// Sending a batch copies its payloads once into one buffer that is
+// transferred to the worker (no second copy); a page read comes back the
+// same way, its entries' payloads being views of one buffer per page.
 //
 // Within a batch:
 //  - an enqueue() followed by a dequeue() of the same entry cancel out (nothing
@@ -29,37 +36,33 @@
 // to more than once are detected without a map lookup in the usual case
 // (message ids increase, the enqueues of one message come one after another).
 //
-// Reference counting of shared messages: commit() first adds, for every shared
-// message of the batch, the number of references the batch creates (upsert);
-// then it applies the operations in order. Before it deletes queue rows (a
-// dequeue, deleteSession), it subtracts their references from the messages
-// they point to and deletes the messages left with none; the trigger of the
-// retained table does the same for retained rows. Because the increments
-// come first, a message's count never reaches zero while a later operation of
-// the same batch will still refer to it.
-//
-// Queue statistics: count and bytes change by what the batch inserts (known)
-// and by what its dequeues delete, which a SELECT on the index queue_order
-// counts (rows, bytes, shared rows) before the DELETE (no trigger: a row
-// trigger costs as much as the delete itself, even with a WHEN that is false).
-// Dequeues of consecutive seqs of a session (the usual case: acknowledgements
-// in order) become one range each; the other seqs, of all sessions together,
-// go by (sid, seq) IN (VALUES ...) lists of 32.
-//
-// Durability: journal_mode=WAL. 'process' (default): synchronous=NORMAL, a
-// commit is in the WAL (the OS has it) when commit() returns, which survives
-// a crash or kill -9 of the process but not necessarily a power loss.
-// 'power': synchronous=FULL, the WAL is fsynced at every commit.
-//
-// The database is opened with locking_mode=EXCLUSIVE: a second process (for
-// example a second broker on the same dataDir) cannot open it meanwhile.
+// A commit that fails keeps its batch in the worker, which applies it again,
+// first, with the next commit (or before the next read).
 
-import { closeSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
-import type BetterSqlite3 from 'better-sqlite3';
-import { APPLICATION_ID, migrate, readVersion, SCHEMA_VERSION } from './migrations.js';
+import { resolve as resolvePath, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { decodeIds, decodeProperties, encodeIds, encodeProperties } from './serialize.js';
+import type { SqliteDiagnostics, WireLoaded } from './sqlite-engine.js';
+import {
+  F_MSG_QOS_SHIFT,
+  F_MSG_RETAIN,
+  F_RETAIN,
+  F_STATE_MASK,
+  F_STATE_SHIFT,
+  K,
+  type Reply,
+  type Request,
+  type StorageCounts,
+  E_STRIDE,
+  M_STRIDE,
+  PE_STRIDE,
+  PM_STRIDE,
+  T_STRIDE,
+  type WireBatch,
+  type WireError,
+  type WireOp,
+  type WirePage,
+} from './sqlite-wire.js';
 import {
   QueueState,
   StoreError,
@@ -75,8 +78,8 @@ import {
 } from './types.js';
 import type { ProtocolVersion, QoS } from '../protocol/packets.js';
 
-type Db = BetterSqlite3.Database;
-type Stmt<P extends unknown[], R = unknown> = BetterSqlite3.Statement<P, R>;
+export type { SqliteDiagnostics } from './sqlite-engine.js';
+export type { StorageCounts } from './sqlite-wire.js';
 
 export type Durability = 'process' | 'power';
 
@@ -89,31 +92,8 @@ export interface SqliteStoreOptions {
   fileName?: string;
 }
 
-/** Settings in force, for logs and tests. */
-export interface SqliteDiagnostics {
-  path: string;
-  schemaVersion: number;
-  journalMode: string;
-  /** 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
-  synchronous: number;
-  lockingMode: string;
-}
-
-const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 const RESOLVED: Promise<void> = Promise.resolve();
-/** Pages of SQLite cache (negative: KiB). Part of the fixed working set. */
-const CACHE_SIZE_KIB = 16384;
-/** Checkpoint the WAL into the database every this many pages (default 1000). */
-const WAL_AUTOCHECKPOINT_PAGES = 4000;
-const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
-
-const requireCjs = createRequire(import.meta.url);
-let driver: typeof BetterSqlite3 | undefined;
-/** better-sqlite3 is loaded on first use, so that a memory-store-only process never needs the native module. */
-function loadDriver(): typeof BetterSqlite3 {
-  driver ??= requireCjs('better-sqlite3') as typeof BetterSqlite3;
-  return driver;
-}
+const EMPTY = Buffer.alloc(0);
 
 // ---- the batch ----
 
@@ -135,21 +115,9 @@ interface SessInfo {
   pendMap: Map<number, number> | null;
   /** Dequeues of the current batch of entries not enqueued in it. */
   dequeues: number[] | null;
-  /** Filled in while a commit runs. */
-  countDelta: number;
-  bytesDelta: number;
+  /** Index among the sessions of the batch being sent. */
+  tIdx: number;
 }
-
-const K = {
-  PutSession: 0,
-  DeleteSession: 1,
-  PutSub: 2,
-  DeleteSub: 3,
-  Release: 6,
-  AddInbound: 7,
-  RemoveInbound: 8,
-  Retain: 9,
-} as const;
 
 interface PutSessionOp { kind: typeof K.PutSession; s: SessInfo; clientId: string; record: SessionRecord }
 interface DeleteSessionOp { kind: typeof K.DeleteSession; s: SessInfo }
@@ -161,115 +129,17 @@ interface RetainOp { kind: typeof K.Retain; topic: string; message: StoredMessag
 /** Operations other than enqueues (those are in the batch arrays). */
 type Op = PutSessionOp | DeleteSessionOp | PutSubOp | DeleteSubOp | SeqOp | InboundOp | RetainOp;
 
-interface SharedMessage {
-  message: StoredMessage;
-  /** References the batch adds (enqueues not cancelled, retained sets). */
-  refs: number;
-  /** Set as retained in the batch: written to `messages` even with one reference. */
-  retained: boolean;
-}
-
-// ---- rows ----
-
-interface SessionRow {
-  sid: number;
-  client_id: string;
-  protocol_version: number;
-  expiry_interval: number;
-  disconnected_at: number | null;
-  will_topic: string | null;
-  will_qos: number | null;
-  will_retain: number | null;
-  will_delay: number | null;
-  will_properties: string | null;
-  will_payload: Buffer | null;
-  last_seq: number;
-  sent_seq: number;
-  queue_count: number;
-  queue_bytes: number;
-}
-
-interface SubscriptionRow {
-  sid: number;
-  filter: string;
-  qos: number;
-  no_local: number;
-  retain_as_published: number;
-  retain_handling: number;
-  subscription_id: number | null;
-}
-
-/** [id, topic, qos, retain, received_at, expires_at, properties, payload] */
-type MessageCols = [number, string, number, number, number, number | null, string | null, Buffer | null];
-/**
- * [seq, flags, subscription_ids, message_id,
- *  inline: topic, received_at, expires_at, properties, payload,
- *  shared: ...MessageCols of the messages row (all null for an inline row)]
- */
-type QueueCols = [
-  number, number, string | null, number,
-  string | null, number | null, number | null, string | null, Buffer | null,
-  number | null, string | null, number | null, number | null, number | null, number | null, string | null, Buffer | null,
-];
-/** QueueCols and queue.size. */
-type QueuePageCols = [...QueueCols, number];
-/** Offset of the messages row's columns in QueueCols. */
-const QUEUE_SHARED_COLS = 9;
-/** Column of queue.size in the rows of readQueuePage (after QueueCols). */
-const QUEUE_SIZE_COL = 17;
-/** count(*), sum(size), sum(shared) of the rows a dequeue statement will delete. */
-type DequeueStats = [number, number | null, number | null];
-/** The same per session: sid, count(*), sum(size), sum(shared). */
-type PairStats = [number, number, number | null, number | null];
-
-const MESSAGE_COLS = 'm.id, m.topic, m.qos, m.retain, m.received_at, m.expires_at, m.properties, m.payload';
-
-// queue.flags (see migrations.ts, version 2).
-const F_RETAIN = 1 << 2;
-const F_STATE_SHIFT = 3;
-const F_STATE_MASK = 3 << F_STATE_SHIFT;
-const F_MSG_QOS_SHIFT = 5;
-const F_MSG_RETAIN = 1 << 7;
-const RELEASED_FLAGS = QueueState.Released << F_STATE_SHIFT;
-
-function messageFrom(r: MessageCols | QueueCols | QueuePageCols, o: number): StoredMessage {
-  const m: StoredMessage = {
-    id: r[o] as number,
-    topic: r[o + 1] as string,
-    payload: (r[o + 7] as Buffer | null) ?? Buffer.alloc(0),
-    qos: r[o + 2] as QoS,
-    retain: r[o + 3] !== 0,
-    receivedAt: r[o + 4] as number,
-  };
-  const expiresAt = r[o + 5] as number | null;
-  if (expiresAt !== null) m.expiresAt = expiresAt;
-  const props = r[o + 6] as string | null;
-  if (props !== null) m.properties = decodeProperties(props);
-  return m;
-}
-
-/** The message of a queue row; null if the row is shared and its message is missing (a damaged file). */
-function queueMessageFrom(r: QueueCols | QueuePageCols): StoredMessage | null {
-  const flags = r[1];
-  if (r[4] !== null) {
-    const m: StoredMessage = {
-      id: r[3],
-      topic: r[4],
-      payload: r[8] ?? Buffer.alloc(0),
-      qos: ((flags >> F_MSG_QOS_SHIFT) & 3) as QoS,
-      retain: (flags & F_MSG_RETAIN) !== 0,
-      receivedAt: r[5] as number,
-    };
-    if (r[6] !== null) m.expiresAt = r[6];
-    if (r[7] !== null) m.properties = decodeProperties(r[7]);
-    return m;
-  }
-  // Shared: the messages row (missing if the file is damaged).
-  return r[QUEUE_SHARED_COLS] === null ? null : messageFrom(r, QUEUE_SHARED_COLS);
+interface Waiter {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
 }
 
 function b(v: boolean): number {
   return v ? 1 : 0;
+}
+
+function toBuffer(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
 export class SqliteStore implements Store {
@@ -280,15 +150,23 @@ export class SqliteStore implements Store {
   readonly durability: Durability;
   private readonly dataDir: string;
 
-  private db: Db | null = null;
+  private worker: Worker | null = null;
+  /** open() succeeded and close() was not called. */
+  private ready = false;
   private closed = false;
-  private st: Statements | null = null;
-  private txn: (() => void) | null = null;
+  /** Set when the worker died: every later request fails with it. */
+  private broken: StoreError | null = null;
+  private diag: SqliteDiagnostics | null = null;
+  /** Requests sent and not answered, oldest first (answers come in order). */
+  private waiting: Waiter[] = [];
+  private waitHead = 0;
+  /** The last commit sent: an empty commit() resolves with it. */
+  private lastWrite: Promise<void> = RESOLVED;
+  /** The last commit sent failed (its batch waits in the worker to be applied again). */
+  private writeFailed = false;
 
   private readonly sessions = new Map<string, SessInfo>();
   private nextSid = 1;
-  /** meta.max_message_id as committed. */
-  private maxIdWritten = 0;
 
   // The batch.
   private ops: Op[] = [];
@@ -305,9 +183,6 @@ export class SqliteStore implements Store {
   /** Message ids enqueued in the batch; made only when an id lower than eMaxId comes (not in order). */
   private seen: Set<number> | null = null;
   private touched: SessInfo[] = [];
-  /** Dequeues that are not part of a run of consecutive seqs, gathered over the sessions: session, seq. */
-  private readonly pairSess: SessInfo[] = [];
-  private readonly pairSeq: number[] = [];
 
   constructor(options: SqliteStoreOptions) {
     if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new TypeError('SqliteStore: dataDir must be a non-empty path');
@@ -316,7 +191,7 @@ export class SqliteStore implements Store {
       throw new TypeError(`SqliteStore: durability must be 'process' or 'power', got ${JSON.stringify(durability)}`);
     }
     this.durability = durability;
-    this.dataDir = resolve(options.dataDir);
+    this.dataDir = resolvePath(options.dataDir);
     this.path = join(this.dataDir, options.fileName ?? 'petrel.db');
   }
 
@@ -324,156 +199,105 @@ export class SqliteStore implements Store {
 
   async open(): Promise<LoadedState> {
     if (this.closed) throw closedError();
-    if (this.db !== null) throw new Error('SqliteStore: open() called twice');
-    const path = this.path;
+    if (this.worker !== null) throw new Error('SqliteStore: open() called twice');
+    const worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), {
+      workerData: { path: this.path, dataDir: this.dataDir, durability: this.durability },
+      // Not the process's flags (--input-type, --test, ... do not apply to it).
+      execArgv: [],
+    });
+    this.worker = worker;
+    worker.on('message', (reply: Reply) => {
+      if (this.worker === worker) this.answer(reply);
+    });
+    worker.on('error', (err) => {
+      if (this.worker === worker) this.die(new StoreError('PETREL_ERR_STORE_IO', `${this.path}: the store's worker failed: ${err.message}`, { cause: err }));
+    });
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.die(new StoreError('PETREL_ERR_STORE_IO', `${this.path}: the store's worker exited (code ${code})`));
+    });
+    let loaded: WireLoaded;
     try {
-      mkdirSync(this.dataDir, { recursive: true });
+      loaded = (await this.request({ t: 'open', path: this.path, dataDir: this.dataDir, durability: this.durability })) as WireLoaded;
     } catch (err) {
-      throw new StoreError('PETREL_ERR_STORE_IO', `cannot create the data directory ${this.dataDir}: ${(err as Error).message}`, { cause: err });
+      this.worker = null;
+      this.broken = null;
+      this.waiting = [];
+      this.waitHead = 0;
+      await worker.terminate();
+      throw err;
     }
-    checkHeader(path);
-    const Driver = loadDriver();
-    let db: Db;
-    try {
-      db = new Driver(path, { timeout: 200 });
-    } catch (err) {
-      throw mapError(err, path, 'open');
-    }
-    try {
-      // Before the first access: take the file for this process alone (and keep
-      // the WAL index in the heap instead of a -shm file).
-      db.pragma('locking_mode = EXCLUSIVE');
-      // Only reads until the version is known to be ours.
-      const version = readVersion(db);
-      checkIdentity(path, version, db.pragma('application_id', { simple: true }) as number);
-      if (version === 0) {
-        const tables = db.prepare('SELECT count(*) FROM sqlite_master').pluck().get() as number;
-        if (tables > 0) {
-          throw new StoreError('PETREL_ERR_STORE_UNREADABLE', `${path} is an SQLite database without a Petrel schema version (it has ${tables} schema objects). The file was left untouched.`);
-        }
-      }
-      const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
-      if (mode !== 'wal') throw new StoreError('PETREL_ERR_STORE_IO', `${path}: cannot switch to WAL mode (journal_mode is ${mode})`);
-      db.pragma(`synchronous = ${this.durability === 'power' ? 'FULL' : 'NORMAL'}`);
-      if (this.durability === 'power') {
-        // F_FULLFSYNC where the OS has it (macOS); nothing elsewhere.
-        db.pragma('fullfsync = ON');
-        db.pragma('checkpoint_fullfsync = ON');
-      }
-      db.pragma(`cache_size = -${CACHE_SIZE_KIB}`);
-      // Statement journals (multi-row statements) in memory, not spilled to
-      // temporary files past 64 KiB.
-      db.pragma('temp_store = MEMORY');
-      db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
-      db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
-      migrate(db);
-      this.st = prepare(db);
-      this.txn = db.transaction(() => this.apply());
-      this.db = db;
-      return this.load();
-    } catch (err) {
-      this.st = null;
-      this.txn = null;
-      this.db = null;
-      try {
-        db.close();
-      } catch {
-        // already failing
-      }
-      throw err instanceof StoreError ? err : mapError(err, path, 'open');
-    }
+    this.ready = true;
+    this.diag = loaded.diagnostics;
+    return this.load(loaded);
   }
 
   async close(): Promise<void> {
     if (this.closed) throw closedError();
     this.closed = true;
-    const db = this.db;
-    if (db === null) return;
+    const worker = this.worker;
+    if (worker === null || !this.ready) return;
+    this.ready = false;
+    if (this.hasBatch()) void this.send();
     let failure: unknown;
     try {
-      this.flush();
+      await this.request({ t: 'close' });
     } catch (err) {
       failure = err;
     }
-    try {
-      if (failure === undefined) db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch {
-      // The WAL stays and is replayed at the next open.
-    }
-    this.db = null;
-    this.st = null;
-    this.txn = null;
-    try {
-      db.close();
-    } catch (err) {
-      failure ??= mapError(err, this.path, 'close');
-    }
+    this.broken ??= closedError();
+    await worker.terminate();
     if (failure !== undefined) throw failure;
+  }
+
+  /** Row counts (tests, bench): O(rows). Sees every write made before it. */
+  async inspect(): Promise<StorageCounts> {
+    this.openDb();
+    if (this.hasBatch()) void this.send();
+    return (await this.request({ t: 'inspect' })) as StorageCounts;
   }
 
   /** Settings in force (for logs and tests). */
   diagnostics(): SqliteDiagnostics {
-    const db = this.openDb();
-    return {
-      path: this.path,
-      schemaVersion: readVersion(db),
-      journalMode: db.pragma('journal_mode', { simple: true }) as string,
-      synchronous: db.pragma('synchronous', { simple: true }) as number,
-      lockingMode: db.pragma('locking_mode', { simple: true }) as string,
-    };
+    this.openDb();
+    return { ...this.diag! };
   }
 
-  private load(): LoadedState {
-    const st = this.st!;
-    const bySid = new Map<number, LoadedSession>();
+  private load(w: WireLoaded): LoadedState {
     const sessions: LoadedSession[] = [];
-    let maxSid = 0;
-    for (const r of st.loadSessions.all()) {
+    for (let i = 0; i < w.sessions.length; i++) {
+      const r = w.sessions[i]!;
+      const k = w.keys[i]!;
       let will: StoredWill | null = null;
-      if (r.will_topic !== null) {
-        will = {
-          topic: r.will_topic,
-          payload: r.will_payload ?? Buffer.alloc(0),
-          qos: (r.will_qos ?? 0) as QoS,
-          retain: r.will_retain === 1,
-          delayInterval: r.will_delay ?? 0,
-        };
-        if (r.will_properties !== null) will.properties = decodeProperties(r.will_properties);
+      if (r.will !== null) {
+        will = { topic: r.will.topic, payload: toBuffer(r.will.payload), qos: r.will.qos as QoS, retain: r.will.retain, delayInterval: r.will.delay };
+        if (r.will.props !== null) will.properties = decodeProperties(r.will.props);
       }
-      const loaded: LoadedSession = {
+      sessions.push({
         session: {
-          clientId: r.client_id,
-          protocolVersion: r.protocol_version as ProtocolVersion,
-          expiryInterval: r.expiry_interval,
-          disconnectedAt: r.disconnected_at,
+          clientId: r.clientId,
+          protocolVersion: r.protocolVersion as ProtocolVersion,
+          expiryInterval: r.expiryInterval,
+          disconnectedAt: r.disconnectedAt,
           will,
         },
-        subscriptions: [],
-        inboundQos2: [],
-        queue: { count: r.queue_count, bytes: r.queue_bytes, lastSeq: r.last_seq, sentSeq: r.sent_seq },
-      };
-      sessions.push(loaded);
-      bySid.set(r.sid, loaded);
-      this.sessions.set(r.client_id, newSessInfo(r.sid, r.last_seq, r.sent_seq));
-      if (r.sid > maxSid) maxSid = r.sid;
+        subscriptions: r.subs.map((x) => {
+          const sub: SubscriptionRecord = { filter: x.filter, qos: x.qos as QoS, noLocal: x.noLocal, retainAsPublished: x.rap, retainHandling: x.rh as 0 | 1 | 2 };
+          if (x.subId !== null) sub.subscriptionId = x.subId;
+          return sub;
+        }),
+        inboundQos2: r.inbound,
+        queue: { count: r.count, bytes: r.bytes, lastSeq: k.lastSeq, sentSeq: k.sentSeq },
+      });
+      this.sessions.set(k.clientId, newSessInfo(k.sid, k.lastSeq, k.sentSeq));
     }
-    this.nextSid = maxSid + 1;
-    for (const r of st.loadSubscriptions.all()) {
-      const sub: SubscriptionRecord = {
-        filter: r.filter,
-        qos: r.qos as QoS,
-        noLocal: r.no_local !== 0,
-        retainAsPublished: r.retain_as_published !== 0,
-        retainHandling: r.retain_handling as 0 | 1 | 2,
-      };
-      if (r.subscription_id !== null) sub.subscriptionId = r.subscription_id;
-      bySid.get(r.sid)?.subscriptions.push(sub);
-    }
-    for (const [sid, packetId] of st.loadInbound.all()) bySid.get(sid)?.inboundQos2.push(packetId);
-    const retained = st.loadRetained.all().map((r) => messageFrom(r, 0));
-    this.maxIdWritten = st.maxIdWritten.get() ?? 0;
-    const maxId = Math.max(this.maxIdWritten, st.maxMessageId.get() ?? 0);
-    return { sessions, retained, nextMessageId: maxId + 1 };
+    this.nextSid = w.nextSid;
+    const retained = w.retained.map((r) => {
+      const m: StoredMessage = { id: r.id, topic: r.topic, payload: toBuffer(r.payload), qos: r.qos as QoS, retain: r.retain, receivedAt: r.recv };
+      if (r.exp !== null) m.expiresAt = r.exp;
+      if (r.props !== null) m.properties = decodeProperties(r.props);
+      return m;
+    });
+    return { sessions, retained, nextMessageId: w.nextMessageId };
   }
 
   // ---- writes ----
@@ -587,76 +411,73 @@ export class SqliteStore implements Store {
       if (message.id > this.batchMaxId) this.batchMaxId = message.id;
     }
   }
-
   commit(): Promise<void> {
-    if (this.db === null) return Promise.reject(closedError());
-    try {
-      this.flush();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return RESOLVED;
+    if (!this.ready) return Promise.reject(this.closed ? closedError() : notOpenError());
+    if (this.hasBatch() || this.writeFailed) return this.send();
+    return this.lastWrite;
   }
 
   // ---- reads ----
 
   async readQueue(clientId: string, fromSeq: number, limit: number, maxBytes?: number): Promise<QueueEntry[]> {
     this.openDb();
-    this.flush();
+    // Sent first: the read sees it.
+    if (this.hasBatch()) void this.send();
     const s = this.sessions.get(clientId);
     if (s === undefined || !(limit > 0)) return [];
-    const n = Math.min(Math.floor(limit), 0x7fffffff);
-    let rows: (QueueCols | QueuePageCols)[];
-    if (maxBytes === undefined) rows = this.st!.readQueue.all(s.sid, fromSeq, n);
-    else {
-      // Row by row, stopping at the first entry that would go past maxBytes
-      // (its payload is read and dropped: one row at most).
-      rows = [];
-      let bytes = 0;
-      for (const r of this.st!.readQueuePage.iterate(s.sid, fromSeq, n)) {
-        const size = (r[1] & F_STATE_MASK) === RELEASED_FLAGS ? 0 : r[QUEUE_SIZE_COL];
-        if (rows.length > 0 && bytes + size > maxBytes) break;
-        bytes += size;
-        rows.push(r);
-      }
+    const page = (await this.request({ t: 'read', sid: s.sid, fromSeq, limit, maxBytes: maxBytes ?? Infinity })) as WirePage;
+    const ab = page.payload;
+    const mNum = page.mNum;
+    const nM = page.nM;
+    const messages: StoredMessage[] = new Array<StoredMessage>(nM);
+    for (let mi = 0; mi < nM; mi++) {
+      const o = mi * PM_STRIDE;
+      const len = mNum[o + 6]!;
+      const m: StoredMessage = {
+        id: mNum[o]!,
+        topic: page.mTopic[mi]!,
+        payload: len === 0 ? Buffer.alloc(0) : Buffer.from(ab, mNum[o + 5]!, len),
+        qos: mNum[o + 1]! as QoS,
+        retain: mNum[o + 2] !== 0,
+        receivedAt: mNum[o + 3]!,
+      };
+      const exp = mNum[o + 4]!;
+      if (!Number.isNaN(exp)) m.expiresAt = exp;
+      messages[mi] = m;
     }
-    const out: QueueEntry[] = [];
-    // Entries of one page that refer to the same stored message share one object.
-    let byId: Map<number, StoredMessage> | null = null;
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i]!;
-      let message: StoredMessage | undefined;
-      if (r[4] === null) message = (byId ??= new Map()).get(r[3]);
-      if (message === undefined) {
-        const m = queueMessageFrom(r);
-        if (m === null) continue; // shared row without its message: a damaged file (as v1's inner join did, skip it)
-        if (r[4] === null) byId!.set(m.id, m);
-        message = m;
-      }
-      const flags = r[1];
-      const entry: QueueEntry = {
-        seq: r[0],
-        message,
+    for (let k = 0; k < page.mPropsIdx.length; k++) messages[page.mPropsIdx[k]!]!.properties = decodeProperties(page.mProps[k]!);
+    const n = page.nE;
+    const eNum = page.eNum;
+    const out = new Array<QueueEntry>(n);
+    for (let i = 0; i < n; i++) {
+      const o = i * PE_STRIDE;
+      const flags = eNum[o + 1]!;
+      out[i] = {
+        seq: eNum[o]!,
+        message: messages[eNum[o + 2]!]!,
         qos: (flags & 3) as QoS,
         retain: (flags & F_RETAIN) !== 0,
         state: ((flags & F_STATE_MASK) >> F_STATE_SHIFT) as QueueState,
       };
-      if (r[2] !== null) entry.subscriptionIds = decodeIds(r[2]);
-      out.push(entry);
     }
+    for (let k = 0; k < page.eSubIdx.length; k++) out[page.eSubIdx[k]!]!.subscriptionIds = decodeIds(page.eSubIds[k]!);
     return out;
   }
 
   async expireQueue(clientId: string, now: number, limit: number): Promise<ExpiredStats> {
     this.openDb();
-    this.flush();
+    if (this.hasBatch()) void this.send();
     const s = this.sessions.get(clientId);
     let count = 0;
     let bytes = 0;
     if (s === undefined || !(limit > 0)) return { count, bytes };
-    const rows = this.st!.expiredEntries.all(s.sid, now, s.sentSeq, Math.min(Math.floor(limit), 0x7fffffff));
+    const rows = (await this.request({ t: 'expire', sid: s.sid, now, afterSeq: s.sentSeq, limit })) as [number, number][];
+    // Deleted or replaced meanwhile: nothing of it to remove.
+    if (this.sessions.get(clientId) !== s) return { count, bytes };
     for (let i = 0; i < rows.length; i++) {
       const [seq, size] = rows[i]!;
+      // Sent meanwhile: it stays.
+      if (seq <= s.sentSeq) continue;
       this.dequeue(clientId, seq);
       count++;
       bytes += size;
@@ -666,11 +487,255 @@ export class SqliteStore implements Store {
 
   // ---- internals ----
 
-  private openDb(): Db {
-    if (this.db === null) {
-      throw this.closed ? closedError() : new StoreError('PETREL_ERR_STORE_CLOSED', 'the store is not open (call open() first)');
+  private openDb(): void {
+    if (!this.ready) throw this.closed ? closedError() : notOpenError();
+  }
+
+  private hasBatch(): boolean {
+    return this.ops.length > 0 || this.touched.length > 0;
+  }
+
+  /** Send a request to the worker; resolves with its answer. */
+  private request(req: Request, transfer?: ArrayBuffer[]): Promise<unknown> {
+    if (this.broken !== null) return Promise.reject(this.broken);
+    const worker = this.worker!;
+    return new Promise((resolve, reject) => {
+      // Keep the process alive while an answer is awaited (and not when idle).
+      if (this.waiting.length === this.waitHead) worker.ref();
+      this.waiting.push({ resolve, reject });
+      worker.postMessage(req, transfer);
+    });
+  }
+
+  private answer(reply: Reply): void {
+    const w = this.waiting[this.waitHead++];
+    if (this.waitHead === this.waiting.length) {
+      this.waiting = [];
+      this.waitHead = 0;
+      this.worker?.unref();
     }
-    return this.db;
+    if (w === undefined) return;
+    if (reply.ok) w.resolve(reply.value);
+    else w.reject(errorFrom(reply.error));
+  }
+
+  /** The worker is gone: every request waiting and every later one fails. */
+  private die(err: StoreError): void {
+    this.broken ??= err;
+    const waiting = this.waiting.slice(this.waitHead);
+    this.waiting = [];
+    this.waitHead = 0;
+    for (const w of waiting) w.reject(this.broken);
+  }
+
+  /** Send the batch to be committed (and start a new one). Resolves when it is committed. */
+  private send(): Promise<void> {
+    const batch = this.hasBatch() ? this.wireBatch() : null;
+    let transfer: ArrayBuffer[] | undefined;
+    if (batch !== null) {
+      transfer = [batch.mNum.buffer as ArrayBuffer, batch.eNum.buffer as ArrayBuffer, batch.tNum.buffer as ArrayBuffer, batch.dSeq.buffer as ArrayBuffer];
+      if (batch.payload !== null) transfer.push(batch.payload);
+    }
+    const p = this.request({ t: 'commit', batch }, transfer) as Promise<void>;
+    this.lastWrite = p;
+    // (Handled here, so that a commit sent by a read and awaited by no one is no unhandled rejection.)
+    p.then(
+      () => {
+        if (this.lastWrite === p) this.writeFailed = false;
+      },
+      () => {
+        this.writeFailed = true;
+      },
+    );
+    return p;
+  }
+
+  /** The batch as sent to the worker; the store starts a new one. */
+  private wireBatch(): WireBatch {
+    const touched = this.touched;
+    const entries = this.eEntry;
+    const ops = this.ops;
+    let nDeq = 0;
+    for (let i = 0; i < touched.length; i++) {
+      const dq = touched[i]!.dequeues;
+      if (dq !== null && !touched[i]!.deleted) nDeq += dq.length;
+    }
+    // Upper bounds: a message per enqueue and per retained set.
+    const maxM = entries.length + ops.length;
+    const bt: WireBatch = {
+      ops: [],
+      nM: 0,
+      mNum: new Float64Array(maxM * M_STRIDE),
+      mTopic: [],
+      mPropsIdx: [],
+      mProps: [],
+      nE: 0,
+      eNum: new Float64Array(entries.length * E_STRIDE),
+      eSubIdx: [],
+      eSubIds: [],
+      nT: 0,
+      tNum: new Float64Array(touched.length * T_STRIDE),
+      dSeq: new Float64Array(nDeq),
+      maxId: this.batchMaxId,
+      payload: null,
+    };
+    const mNum = bt.mNum;
+    const bufs: Buffer[] = [];
+    let total = 0;
+    let nM = 0;
+    const addMessage = (m: StoredMessage): number => {
+      const mi = nM++;
+      const o = mi * M_STRIDE;
+      const len = m.payload.length;
+      mNum[o] = m.id;
+      mNum[o + 1] = m.qos;
+      mNum[o + 2] = m.retain ? 1 : 0;
+      mNum[o + 3] = m.receivedAt;
+      mNum[o + 4] = m.expiresAt ?? NaN;
+      mNum[o + 5] = total;
+      mNum[o + 6] = len;
+      // (refs, o + 7, counted by the caller)
+      bt.mTopic.push(m.topic);
+      const props = encodeProperties(m.properties);
+      if (props !== null) {
+        bt.mPropsIdx.push(mi);
+        bt.mProps.push(props);
+      }
+      if (len > 0) bufs.push(m.payload);
+      total += len;
+      return mi;
+    };
+    const tNum = bt.tNum;
+    const dSeq = bt.dSeq;
+    let nT = 0;
+    let d = 0;
+    for (let i = 0; i < touched.length; i++) {
+      const s = touched[i]!;
+      if (s.deleted) continue;
+      s.tIdx = nT;
+      const o = nT++ * T_STRIDE;
+      tNum[o] = s.sid;
+      tNum[o + 1] = s.lastSeq;
+      tNum[o + 2] = s.sentSeq;
+      tNum[o + 3] = d;
+      const dq = s.dequeues;
+      if (dq !== null) for (let j = 0; j < dq.length; j++) dSeq[d++] = dq[j]!;
+      tNum[o + 4] = d;
+    }
+    bt.nT = nT;
+    const multi = this.multi;
+    const byId = multi === null ? null : new Map<number, number>();
+    const sess = this.eSess;
+    const state = this.eState;
+    const eNum = bt.eNum;
+    let nE = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const st8 = state[i]!;
+      if (st8 === CANCELLED) continue;
+      const e = entries[i]!;
+      const m = e.message;
+      let mi: number | undefined;
+      if (byId !== null && multi!.has(m.id)) {
+        mi = byId.get(m.id);
+        if (mi === undefined) byId.set(m.id, (mi = addMessage(m)));
+      } else mi = addMessage(m);
+      mNum[mi * M_STRIDE + 7]!++;
+      if (e.subscriptionIds !== undefined) {
+        bt.eSubIdx.push(nE);
+        bt.eSubIds.push(encodeIds(e.subscriptionIds)!);
+      }
+      const o = nE++ * E_STRIDE;
+      eNum[o] = sess[i]!.tIdx;
+      eNum[o + 1] = e.seq;
+      eNum[o + 2] = mi;
+      eNum[o + 3] = e.qos | (e.retain ? F_RETAIN : 0) | (st8 << F_STATE_SHIFT) | (m.qos << F_MSG_QOS_SHIFT) | (m.retain ? F_MSG_RETAIN : 0);
+    }
+    bt.nE = nE;
+    let retained: Set<number> | null = null;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      let w: WireOp;
+      switch (op.kind) {
+        case K.PutSession: {
+          const r = op.record;
+          const will = r.will;
+          let ww = null;
+          if (will !== null) {
+            ww = { topic: will.topic, qos: will.qos, retain: b(will.retain), delay: will.delayInterval, props: encodeProperties(will.properties), off: total, len: will.payload.length };
+            bufs.push(will.payload);
+            total += will.payload.length;
+          }
+          w = { k: K.PutSession, sid: op.s.sid, clientId: op.clientId, pv: r.protocolVersion, exp: r.expiryInterval, disc: r.disconnectedAt, will: ww };
+          break;
+        }
+        case K.DeleteSession:
+          w = { k: K.DeleteSession, sid: op.s.sid };
+          break;
+        case K.PutSub: {
+          const sub = op.sub;
+          w = { k: K.PutSub, sid: op.s.sid, filter: sub.filter, qos: sub.qos, nl: b(sub.noLocal), rap: b(sub.retainAsPublished), rh: sub.retainHandling, subId: sub.subscriptionId ?? null };
+          break;
+        }
+        case K.DeleteSub:
+          w = { k: K.DeleteSub, sid: op.s.sid, filter: op.filter };
+          break;
+        case K.Release:
+          w = { k: K.Release, sid: op.s.sid, seq: op.seq };
+          break;
+        case K.AddInbound:
+        case K.RemoveInbound:
+          w = { k: op.kind, sid: op.s.sid, pid: op.packetId };
+          break;
+        case K.Retain: {
+          let mi = -1;
+          const m = op.message;
+          if (m !== null) {
+            // (setRetained put its id in multi)
+            mi = byId!.get(m.id) ?? -1;
+            if (mi < 0) byId!.set(m.id, (mi = addMessage(m)));
+            mNum[mi * M_STRIDE + 7]!++;
+            (retained ??= new Set()).add(mi);
+          }
+          w = { k: K.Retain, topic: op.topic, msg: mi };
+          break;
+        }
+      }
+      bt.ops.push(w);
+    }
+    bt.nM = nM;
+    // A message referred to once, by one enqueue, is written inline in its queue row.
+    for (let mi = 0; mi < nM; mi++) {
+      const o = mi * M_STRIDE + 7;
+      if (mNum[o] === 1 && (retained === null || !retained.has(mi))) mNum[o] = 0;
+    }
+    if (total > 0) {
+      const buf = Buffer.allocUnsafeSlow(total);
+      let off = 0;
+      for (let i = 0; i < bufs.length; i++) {
+        const p = bufs[i]!;
+        p.copy(buf, off);
+        off += p.length;
+      }
+      bt.payload = buf.buffer as ArrayBuffer;
+    }
+    // A new batch.
+    for (let i = 0; i < touched.length; i++) {
+      const s = touched[i]!;
+      s.touched = false;
+      s.pend = null;
+      s.pendMap = null;
+      s.dequeues = null;
+    }
+    this.ops = [];
+    this.touched = [];
+    this.eEntry = [];
+    this.eSess = [];
+    this.eState = [];
+    this.eMaxId = -Infinity;
+    this.batchMaxId = 0;
+    this.multi = null;
+    this.seen = null;
+    return bt;
   }
 
   private session(clientId: string): SessInfo {
@@ -739,637 +804,23 @@ export class SqliteStore implements Store {
       else seen.add(id);
     }
   }
-
-  /** Commit the batch now (synchronously). On failure the batch stays, to be retried by the next commit. */
-  private flush(): void {
-    if (this.ops.length === 0 && this.touched.length === 0) return;
-    const touched = this.touched;
-    for (let i = 0; i < touched.length; i++) {
-      touched[i]!.countDelta = 0;
-      touched[i]!.bytesDelta = 0;
-    }
-    try {
-      this.txn!();
-    } catch (err) {
-      throw err instanceof StoreError ? err : mapError(err, this.path, 'commit');
-    }
-    if (this.batchMaxId > this.maxIdWritten) this.maxIdWritten = this.batchMaxId;
-    for (let i = 0; i < touched.length; i++) {
-      const s = touched[i]!;
-      s.touched = false;
-      s.pend = null;
-      s.pendMap = null;
-      s.dequeues = null;
-    }
-    this.ops = [];
-    this.touched = [];
-    this.eEntry = [];
-    this.eSess = [];
-    this.eState = [];
-    this.eMaxId = -Infinity;
-    this.batchMaxId = 0;
-    this.multi = null;
-    this.seen = null;
-  }
-
-  /**
-   * The messages of the batch written to `messages` (id -> references added):
-   * those set as retained, and those enqueued more than once (not cancelled).
-   * Null when there are none.
-   */
-  private sharedMessages(): Map<number, SharedMessage> | null {
-    const multi = this.multi;
-    if (multi === null) return null;
-    const found = new Map<number, SharedMessage>();
-    const entries = this.eEntry;
-    const state = this.eState;
-    for (let i = 0; i < entries.length; i++) {
-      if (state[i] === CANCELLED) continue;
-      const m = entries[i]!.message;
-      if (!multi.has(m.id)) continue;
-      const sm = found.get(m.id);
-      if (sm !== undefined) sm.refs++;
-      else found.set(m.id, { message: m, refs: 1, retained: false });
-    }
-    const ops = this.ops;
-    for (let i = 0; i < ops.length; i++) {
-      const op = ops[i]!;
-      if (op.kind !== K.Retain || op.message === null) continue;
-      const sm = found.get(op.message.id);
-      if (sm !== undefined) {
-        sm.refs++;
-        sm.retained = true;
-      } else found.set(op.message.id, { message: op.message, refs: 1, retained: true });
-    }
-    let shared: Map<number, SharedMessage> | null = null;
-    for (const [id, sm] of found) {
-      // One reference from one enqueue: inline.
-      if (sm.refs > 1 || sm.retained) (shared ??= new Map()).set(id, sm);
-    }
-    return shared;
-  }
-
-  /**
-   * The body of the commit transaction:
-   *  1. the shared messages of the batch with the references it adds (multi-row upserts);
-   *  2. the other operations, in order;
-   *  3. the dequeues: runs of consecutive seqs of a session as one range each,
-   *     the other seqs of all sessions as lists of 32. A dequeue commutes with every
-   *     operation of steps 1-2: with markReleased of the same entry (the entry
-   *     is gone either way), deleteSession (same), setRetained and the message
-   *     upserts (the references of step 1 keep every message the batch still
-   *     refers to);
-   *  4. the queue rows of the enqueues that were not cancelled (multi-row inserts).
-   *     They can go last: a later operation of the same batch on the same entry
-   *     (dequeue, markReleased, deleteSession, a second enqueue of the seq) was
-   *     already folded into the pending entry or cancelled it, and a dequeue of a
-   *     committed entry whose seq is enqueued again (step 3) must run first;
-   *  5. the stats of the sessions touched (one statement per 32), and meta.max_message_id.
-   */
-  private apply(): void {
-    const st = this.st!;
-    st.sharedWriter.reset();
-    st.inlineWriter.reset();
-    st.plainWriter.reset();
-    st.messageWriter.reset();
-    const shared = this.sharedMessages();
-    if (shared !== null) {
-      const mw = st.messageWriter;
-      for (const sm of shared.values()) {
-        const m = sm.message;
-        mw.add(m.id);
-        mw.add(sm.refs);
-        mw.add(m.topic);
-        mw.add(m.qos);
-        mw.add(b(m.retain));
-        mw.add(m.receivedAt);
-        mw.add(m.expiresAt ?? null);
-        mw.add(encodeProperties(m.properties));
-        mw.add(m.payload);
-        mw.endRow();
-      }
-      mw.flush();
-    }
-    const ops = this.ops;
-    for (let i = 0; i < ops.length; i++) {
-      const op = ops[i]!;
-      switch (op.kind) {
-        case K.Release:
-          st.releaseQueue.run(op.s.sid, op.seq);
-          break;
-        case K.PutSession: {
-          const r = op.record;
-          const w = r.will;
-          st.putSession.run(
-            op.s.sid,
-            op.clientId,
-            r.protocolVersion,
-            r.expiryInterval,
-            r.disconnectedAt,
-            w === null ? null : w.topic,
-            w === null ? null : w.qos,
-            w === null ? null : b(w.retain),
-            w === null ? null : w.delayInterval,
-            w === null ? null : encodeProperties(w.properties),
-            w === null ? null : w.payload,
-          );
-          break;
-        }
-        case K.DeleteSession: {
-          const sid = op.s.sid;
-          st.unrefSession.run(sid);
-          st.dropUnrefSession.run(sid);
-          st.deleteSessionQueue.run(sid);
-          st.deleteSessionSubs.run(sid);
-          st.deleteSessionInbound.run(sid);
-          st.deleteSession.run(sid);
-          break;
-        }
-        case K.PutSub: {
-          const sub = op.sub;
-          st.putSub.run(op.s.sid, sub.filter, sub.qos, b(sub.noLocal), b(sub.retainAsPublished), sub.retainHandling, sub.subscriptionId ?? null);
-          break;
-        }
-        case K.DeleteSub:
-          st.deleteSub.run(op.s.sid, op.filter);
-          break;
-        case K.AddInbound:
-          st.addInbound.run(op.s.sid, op.packetId);
-          break;
-        case K.RemoveInbound:
-          st.removeInbound.run(op.s.sid, op.packetId);
-          break;
-        case K.Retain:
-          st.deleteRetained.run(op.topic);
-          if (op.message !== null) st.insertRetained.run(op.topic, op.message.id);
-          break;
-      }
-    }
-    const touched = this.touched;
-    this.pairSess.length = 0;
-    this.pairSeq.length = 0;
-    for (let i = 0; i < touched.length; i++) {
-      const s = touched[i]!;
-      if (s.dequeues !== null && !s.deleted) this.applyDequeues(s, s.dequeues);
-    }
-    const pairs = this.pairSeq.length;
-    for (let k = 0; k < pairs; k += DELETES_PER_STATEMENT) this.dequeuePairs(k, Math.min(DELETES_PER_STATEMENT, pairs - k));
-    this.pairSess.length = 0;
-    this.pairSeq.length = 0;
-    const entries = this.eEntry;
-    const sess = this.eSess;
-    const state = this.eState;
-    for (let i = 0; i < entries.length; i++) {
-      const st8 = state[i]!;
-      if (st8 === CANCELLED) continue;
-      const e = entries[i]!;
-      const s = sess[i]!;
-      const m = e.message;
-      const size = m.payload.length;
-      const flags = e.qos | (e.retain ? F_RETAIN : 0) | (st8 << F_STATE_SHIFT) | (m.qos << F_MSG_QOS_SHIFT) | (m.retain ? F_MSG_RETAIN : 0);
-      if (shared !== null && shared.has(m.id)) {
-        const w = st.sharedWriter;
-        w.add(s.sid);
-        w.add(e.seq);
-        w.add(m.id);
-        w.add(size);
-        w.add(flags);
-        w.add(encodeIds(e.subscriptionIds));
-        w.add(m.expiresAt ?? null);
-        w.endRow();
-      } else if (m.expiresAt === undefined && m.properties == null && e.subscriptionIds === undefined) {
-        const w = st.plainWriter;
-        w.add(s.sid);
-        w.add(e.seq);
-        w.add(m.id);
-        w.add(size);
-        w.add(flags);
-        w.add(m.topic);
-        w.add(m.receivedAt);
-        w.add(m.payload);
-        w.endRow();
-      } else {
-        const w = st.inlineWriter;
-        w.add(s.sid);
-        w.add(e.seq);
-        w.add(m.id);
-        w.add(size);
-        w.add(flags);
-        w.add(encodeIds(e.subscriptionIds));
-        w.add(m.topic);
-        w.add(m.receivedAt);
-        w.add(m.expiresAt ?? null);
-        w.add(encodeProperties(m.properties));
-        w.add(m.payload);
-        w.endRow();
-      }
-      s.countDelta++;
-      s.bytesDelta += size;
-    }
-    st.sharedWriter.flush();
-    st.plainWriter.flush();
-    st.inlineWriter.flush();
-    const sw = st.statsWriter;
-    sw.reset();
-    for (let i = 0; i < touched.length; i++) {
-      const s = touched[i]!;
-      if (s.deleted) continue;
-      sw.add(s.sid);
-      sw.add(s.lastSeq);
-      sw.add(s.sentSeq);
-      sw.add(s.countDelta);
-      sw.add(s.bytesDelta);
-      sw.endRow();
-    }
-    sw.flush();
-    if (this.batchMaxId > this.maxIdWritten) st.setMaxId.run(this.batchMaxId);
-  }
-
-  /**
-   * Deletes the entries `seqs` of a session: each run of consecutive seqs by a
-   * range, the other seqs are gathered with those of the other sessions (dequeuePairs).
-   */
-  private applyDequeues(s: SessInfo, seqs: number[]): void {
-    let sorted = true;
-    for (let i = 1; i < seqs.length; i++) {
-      if (seqs[i]! < seqs[i - 1]!) {
-        sorted = false;
-        break;
-      }
-    }
-    if (!sorted) seqs.sort((x, y) => x - y);
-    for (let i = 0; i < seqs.length; ) {
-      const first = seqs[i]!;
-      let last = first;
-      let j = i + 1;
-      // (a seq dequeued twice is in the run once)
-      while (j < seqs.length && (seqs[j] === last || seqs[j] === last + 1)) last = seqs[j++]!;
-      if (last > first) this.dequeueRange(s, first, last);
-      else {
-        this.pairSess.push(s);
-        this.pairSeq.push(first);
-      }
-      i = j;
-    }
-  }
-
-  private dequeueRange(s: SessInfo, first: number, last: number): void {
-    const st = this.st!;
-    const sid = s.sid;
-    const r = st.rangeStats.get(sid, first, last)!;
-    const count = r[0];
-    if (count === 0) return;
-    if (r[2]! > 0) {
-      st.unrefRange.run(sid, first, last);
-      st.dropUnrefRange.run(sid, first, last);
-    }
-    st.deleteRange.run(sid, first, last);
-    s.countDelta -= count;
-    s.bytesDelta -= r[1]!;
-  }
-
-  /** Deletes the gathered (session, seq) pairs from..from+n-1 in one statement (with the statistics per session). */
-  private dequeuePairs(from: number, n: number): void {
-    const st = this.st!;
-    const args = st.pairArgs(n);
-    const sess = this.pairSess;
-    const seqs = this.pairSeq;
-    for (let i = 0; i < n; i++) {
-      args[2 * i] = sess[from + i]!.sid;
-      args[2 * i + 1] = seqs[from + i];
-    }
-    const rows = st.pairStats(n).all(...args);
-    if (rows.length === 0) return;
-    let shared = 0;
-    for (let r = 0; r < rows.length; r++) {
-      const [sid, count, bytes, sh] = rows[r]!;
-      shared += sh!;
-      // The session of this sid among the pairs (rows come by sid; n is small).
-      for (let i = from; i < from + n; i++) {
-        const s = sess[i]!;
-        if (s.sid === sid) {
-          s.countDelta -= count;
-          s.bytesDelta -= bytes!;
-          break;
-        }
-      }
-    }
-    if (shared > 0) {
-      st.unrefPairs(n).run(...args);
-      st.dropUnrefPairs(n).run(...args);
-    }
-    st.deletePairs(n).run(...args);
-  }
 }
 
 function newSessInfo(sid: number, lastSeq: number, sentSeq: number): SessInfo {
-  return { sid, lastSeq, sentSeq, deleted: false, touched: false, pend: null, pendMap: null, dequeues: null, countDelta: 0, bytesDelta: 0 };
+  return { sid, lastSeq, sentSeq, deleted: false, touched: false, pend: null, pendMap: null, dequeues: null, tIdx: -1 };
 }
 
-/** Rows per multi-row INSERT. */
-const ROWS_PER_INSERT = 32;
-/** (session, seq) pairs per dequeue statement. */
-const DELETES_PER_STATEMENT = 32;
-
-/** A value per count, made on first use. */
-function cachedByCount<T>(make: (n: number) => T): (n: number) => T {
-  const cache: (T | undefined)[] = [];
-  return (n) => (cache[n] ??= make(n));
-}
-
-/**
- * A multi-row INSERT: add() a row's values, then endRow(); rows are written
- * ROWS_PER_INSERT at a time (one statement call instead of one per row), the
- * rest by flush(). One prepared statement per row count, made on first use.
- * The values go to preallocated arrays (no garbage per row), cleared after
- * each statement so that no payload is kept.
- */
-class RowWriter {
-  private readonly v: unknown[];
-  private n = 0;
-  private rows = 0;
-  private readonly stmts: (Stmt<unknown[]> | undefined)[] = [];
-  /** Exactly sized value arrays for the statements of fewer rows. */
-  private readonly partial: (unknown[] | undefined)[] = [];
-
-  /** `row`: the VALUES tuple of one row, with `width` parameters (it may hold literals). */
-  constructor(
-    private readonly db: Db,
-    private readonly head: string,
-    private readonly row: string,
-    private readonly width: number,
-    private readonly tail: string,
-  ) {
-    this.v = new Array<unknown>(width * ROWS_PER_INSERT).fill(null);
-  }
-
-  reset(): void {
-    this.v.fill(null, 0, this.n);
-    this.n = 0;
-    this.rows = 0;
-  }
-
-  add(value: unknown): void {
-    this.v[this.n++] = value;
-  }
-
-  endRow(): void {
-    if (++this.rows === ROWS_PER_INSERT) this.flush();
-  }
-
-  flush(): void {
-    const rows = this.rows;
-    if (rows === 0) return;
-    let stmt = this.stmts[rows];
-    if (stmt === undefined) {
-      stmt = this.db.prepare<unknown[]>(`${this.head} ${new Array<string>(rows).fill(this.row).join(', ')} ${this.tail}`);
-      this.stmts[rows] = stmt;
-    }
-    // Spread, not the array: better-sqlite3 reads an array argument element by
-    // element through the V8 API, positional arguments directly.
-    if (rows === ROWS_PER_INSERT) stmt.run(...this.v);
-    else {
-      const n = this.n;
-      const args = (this.partial[rows] ??= new Array<unknown>(n));
-      for (let i = 0; i < n; i++) args[i] = this.v[i];
-      try {
-        stmt.run(...args);
-      } finally {
-        args.fill(null);
-      }
-    }
-    this.reset();
-  }
-}
-
-interface Statements {
-  messageWriter: RowWriter;
-  /** Queue rows of shared messages. */
-  sharedWriter: RowWriter;
-  /** Queue rows with their message inline, without expiry, properties or subscription ids (the usual case: fewer parameters). */
-  plainWriter: RowWriter;
-  /** Queue rows with their message inline. */
-  inlineWriter: RowWriter;
-  rangeStats: Stmt<[number, number, number], DequeueStats>;
-  unrefRange: Stmt<[number, number, number]>;
-  dropUnrefRange: Stmt<[number, number, number]>;
-  deleteRange: Stmt<[number, number, number]>;
-  /** Parameter array [sid, seq] x n for the statements of n (session, seq) pairs. */
-  pairArgs: (n: number) => unknown[];
-  pairStats: (n: number) => Stmt<unknown[], PairStats>;
-  unrefPairs: (n: number) => Stmt<unknown[]>;
-  dropUnrefPairs: (n: number) => Stmt<unknown[]>;
-  deletePairs: (n: number) => Stmt<unknown[]>;
-  releaseQueue: Stmt<[number, number]>;
-  putSession: Stmt<[number, string, number, number, number | null, string | null, number | null, number | null, number | null, string | null, Buffer | null]>;
-  unrefSession: Stmt<[number]>;
-  dropUnrefSession: Stmt<[number]>;
-  deleteSessionQueue: Stmt<[number]>;
-  deleteSessionSubs: Stmt<[number]>;
-  deleteSessionInbound: Stmt<[number]>;
-  deleteSession: Stmt<[number]>;
-  putSub: Stmt<[number, string, number, number, number, number, number | null]>;
-  deleteSub: Stmt<[number, string]>;
-  addInbound: Stmt<[number, number]>;
-  removeInbound: Stmt<[number, number]>;
-  deleteRetained: Stmt<[string]>;
-  insertRetained: Stmt<[string, number]>;
-  /** Stats of the sessions touched: (sid, last_seq, sent_seq, count delta, bytes delta) rows. */
-  statsWriter: RowWriter;
-  setMaxId: Stmt<[number]>;
-  readQueue: Stmt<[number, number, number], QueueCols>;
-  /** The same without the payloads of Released entries, row by row (readQueue with maxBytes). */
-  readQueuePage: Stmt<[number, number, number], QueuePageCols>;
-  /** seq, size of a session's entries after a seq that expired at a time, oldest expiry first. */
-  expiredEntries: Stmt<[number, number, number, number], [number, number]>;
-  loadSessions: Stmt<[], SessionRow>;
-  loadSubscriptions: Stmt<[], SubscriptionRow>;
-  loadInbound: Stmt<[], [number, number]>;
-  loadRetained: Stmt<[], MessageCols>;
-  maxMessageId: Stmt<[], number | null>;
-  maxIdWritten: Stmt<[], number | null>;
-}
-
-// Statements that write several rows say OR FAIL: with the default (ABORT) a
-// NOT NULL check makes SQLite keep a statement journal (a copy of every page the
-// statement changes, to undo that statement alone). Here any failure rolls back
-// the whole commit transaction anyway, so FAIL (stop, keep the statement's
-// changes until that rollback) is as safe and needs no statement journal.
-function prepare(db: Db): Statements {
-  const pairList = (n: number): string => `(sid, seq) IN (VALUES ${new Array<string>(n).fill('(?, ?)').join(', ')})`;
-  const range = 'sid = ? AND seq BETWEEN ? AND ?';
-  // Reference counting of the shared rows among those a dequeue deletes: subtract
-  // their references (a message may be in the set more than once), then delete
-  // the messages left without any. Run only when the set has shared rows.
-  const unref = (where: string): string =>
-    `UPDATE OR FAIL messages SET refs = refs - c.n FROM (SELECT message_id AS id, count(*) AS n FROM queue WHERE ${where} AND shared = 1 GROUP BY message_id) AS c ` +
-    'WHERE messages.id = c.id';
-  const dropUnref = (where: string): string => `DELETE FROM messages WHERE refs <= 0 AND id IN (SELECT message_id FROM queue WHERE ${where} AND shared = 1)`;
-  // Counted on the index queue_order alone.
-  const stats = (where: string): string => `SELECT count(*), sum(size), sum(shared) FROM queue WHERE ${where}`;
-  return {
-    messageWriter: new RowWriter(
-      db,
-      'INSERT OR FAIL INTO messages (id, refs, topic, qos, retain, received_at, expires_at, properties, payload) VALUES',
-      '(?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      9,
-      'ON CONFLICT (id) DO UPDATE SET refs = refs + excluded.refs',
-    ),
-    // expires_at: a copy of the message's, for the index queue_expiry.
-    sharedWriter: new RowWriter(db, 'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, subscription_ids, expires_at) VALUES', '(?, ?, ?, 1, ?, ?, ?, ?)', 7, ''),
-    plainWriter: new RowWriter(db, 'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, topic, received_at, payload) VALUES', '(?, ?, ?, 0, ?, ?, ?, ?, ?)', 8, ''),
-    inlineWriter: new RowWriter(
-      db,
-      'INSERT OR FAIL INTO queue (sid, seq, message_id, shared, size, flags, subscription_ids, topic, received_at, expires_at, properties, payload) VALUES',
-      '(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)',
-      11,
-      '',
-    ),
-    rangeStats: db.prepare<[number, number, number], DequeueStats>(stats(range)).raw(),
-    unrefRange: db.prepare(unref(range)),
-    dropUnrefRange: db.prepare(dropUnref(range)),
-    deleteRange: db.prepare(`DELETE FROM queue WHERE ${range}`),
-    pairArgs: cachedByCount((n) => new Array<unknown>(2 * n)),
-    pairStats: cachedByCount((n) =>
-      db.prepare<unknown[], PairStats>(`SELECT sid, count(*), sum(size), sum(shared) FROM queue WHERE ${pairList(n)} GROUP BY sid`).raw(),
-    ),
-    unrefPairs: cachedByCount((n) => db.prepare<unknown[]>(unref(pairList(n)))),
-    dropUnrefPairs: cachedByCount((n) => db.prepare<unknown[]>(dropUnref(pairList(n)))),
-    deletePairs: cachedByCount((n) => db.prepare<unknown[]>(`DELETE FROM queue WHERE ${pairList(n)}`)),
-    releaseQueue: db.prepare(`UPDATE queue SET flags = (flags & ${~F_STATE_MASK}) | ${QueueState.Released << F_STATE_SHIFT} WHERE sid = ? AND seq = ?`),
-    putSession: db.prepare(
-      'INSERT INTO sessions (sid, client_id, protocol_version, expiry_interval, disconnected_at, will_topic, will_qos, will_retain, will_delay, will_properties, will_payload) ' +
-        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET ' +
-        'protocol_version = excluded.protocol_version, expiry_interval = excluded.expiry_interval, disconnected_at = excluded.disconnected_at, ' +
-        'will_topic = excluded.will_topic, will_qos = excluded.will_qos, will_retain = excluded.will_retain, will_delay = excluded.will_delay, ' +
-        'will_properties = excluded.will_properties, will_payload = excluded.will_payload',
-    ),
-    unrefSession: db.prepare(unref('sid = ?')),
-    dropUnrefSession: db.prepare(dropUnref('sid = ?')),
-    deleteSessionQueue: db.prepare('DELETE FROM queue WHERE sid = ?'),
-    deleteSessionSubs: db.prepare('DELETE FROM subscriptions WHERE sid = ?'),
-    deleteSessionInbound: db.prepare('DELETE FROM inbound_qos2 WHERE sid = ?'),
-    deleteSession: db.prepare('DELETE FROM sessions WHERE sid = ?'),
-    putSub: db.prepare(
-      'INSERT OR REPLACE INTO subscriptions (sid, filter, qos, no_local, retain_as_published, retain_handling, subscription_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    ),
-    deleteSub: db.prepare('DELETE FROM subscriptions WHERE sid = ? AND filter = ?'),
-    addInbound: db.prepare('INSERT OR IGNORE INTO inbound_qos2 (sid, packet_id) VALUES (?, ?)'),
-    removeInbound: db.prepare('DELETE FROM inbound_qos2 WHERE sid = ? AND packet_id = ?'),
-    deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ?'),
-    insertRetained: db.prepare('INSERT INTO retained (topic, message_id) VALUES (?, ?)'),
-    statsWriter: new RowWriter(
-      db,
-      'UPDATE OR FAIL sessions SET last_seq = v.column2, sent_seq = v.column3, queue_count = queue_count + v.column4, queue_bytes = queue_bytes + v.column5 FROM (VALUES',
-      '(?, ?, ?, ?, ?)',
-      5,
-      ') AS v WHERE sessions.sid = v.column1',
-    ),
-    setMaxId: db.prepare("UPDATE meta SET value = max(value, ?) WHERE key = 'max_message_id'"),
-    readQueue: db
-      .prepare<[number, number, number], QueueCols>(
-        `SELECT q.seq, q.flags, q.subscription_ids, q.message_id, q.topic, q.received_at, q.expires_at, q.properties, q.payload, ${MESSAGE_COLS} ` +
-          'FROM queue q LEFT JOIN messages m ON q.shared = 1 AND m.id = q.message_id ' +
-          'WHERE q.sid = ? AND q.seq >= ? ORDER BY q.seq LIMIT ?',
-      )
-      .raw(),
-    readQueuePage: db
-      .prepare<[number, number, number], QueuePageCols>(
-        'SELECT q.seq, q.flags, q.subscription_ids, q.message_id, q.topic, q.received_at, q.expires_at, q.properties, ' +
-          `CASE WHEN q.flags & ${F_STATE_MASK} = ${RELEASED_FLAGS} THEN NULL ELSE q.payload END, ` +
-          'm.id, m.topic, m.qos, m.retain, m.received_at, m.expires_at, m.properties, ' +
-          `CASE WHEN q.flags & ${F_STATE_MASK} = ${RELEASED_FLAGS} THEN NULL ELSE m.payload END, q.size ` +
-          'FROM queue q LEFT JOIN messages m ON q.shared = 1 AND m.id = q.message_id ' +
-          'WHERE q.sid = ? AND q.seq >= ? ORDER BY q.seq LIMIT ?',
-      )
-      .raw(),
-    // On the partial index queue_expiry alone (expires_at <= ? implies its IS NOT NULL).
-    expiredEntries: db
-      .prepare<[number, number, number, number], [number, number]>(
-        'SELECT seq, size FROM queue INDEXED BY queue_expiry WHERE sid = ? AND expires_at <= ? AND seq > ? ORDER BY expires_at, seq LIMIT ?',
-      )
-      .raw(),
-    loadSessions: db.prepare<[], SessionRow>('SELECT * FROM sessions ORDER BY sid'),
-    loadSubscriptions: db.prepare<[], SubscriptionRow>('SELECT * FROM subscriptions ORDER BY sid, filter'),
-    loadInbound: db.prepare<[], [number, number]>('SELECT sid, packet_id FROM inbound_qos2 ORDER BY sid, packet_id').raw(),
-    loadRetained: db
-      .prepare<[], MessageCols>(`SELECT ${MESSAGE_COLS} FROM retained r JOIN messages m ON m.id = r.message_id ORDER BY r.topic`)
-      .raw(),
-    maxMessageId: db.prepare<[], number | null>('SELECT max(id) FROM messages').pluck(),
-    maxIdWritten: db.prepare<[], number | null>("SELECT value FROM meta WHERE key = 'max_message_id'").pluck(),
-  };
-}
-
-/**
- * Read the database header without SQLite and refuse, before SQLite touches
- * the file: a file that is not an SQLite database, one of another application,
- * one of a newer schema version. (The same checks run again through SQLite,
- * which also sees a header that is still in the WAL.)
- */
-function checkHeader(path: string): void {
-  let size: number;
-  try {
-    const stat = statSync(path);
-    if (!stat.isFile()) throw new StoreError('PETREL_ERR_STORE_UNREADABLE', `${path} is not a regular file`);
-    size = stat.size;
-  } catch (err) {
-    if (err instanceof StoreError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // a new database
-    throw new StoreError('PETREL_ERR_STORE_IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  if (size === 0) return; // an empty file is an empty database
-  const head = Buffer.alloc(100);
-  let n = 0;
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      n = readSync(fd, head, 0, head.length, 0);
-    } finally {
-      closeSync(fd);
-    }
-  } catch (err) {
-    throw new StoreError('PETREL_ERR_STORE_IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  if (n < head.length || !head.subarray(0, SQLITE_MAGIC.length).equals(SQLITE_MAGIC)) {
-    throw new StoreError(
-      'PETREL_ERR_STORE_UNREADABLE',
-      `${path} is not an SQLite database (it does not start with the SQLite header). Petrel will not touch it: move it away or point dataDir elsewhere.`,
-    );
-  }
-  checkIdentity(path, head.readUInt32BE(60), head.readUInt32BE(68));
-}
-
-/** Refuse a database of a newer schema version or of another application. */
-function checkIdentity(path: string, version: number, appId: number): void {
-  if (appId !== 0 && appId !== APPLICATION_ID) {
-    throw new StoreError(
-      'PETREL_ERR_STORE_UNREADABLE',
-      `${path} is an SQLite database of another application (application_id ${appId}), not Petrel's. The file was left untouched.`,
-    );
-  }
-  if (version > SCHEMA_VERSION) {
-    throw new StoreError(
-      'PETREL_ERR_STORE_NEWER_VERSION',
-      `${path} has schema version ${version}, newer than the version ${SCHEMA_VERSION} this Petrel knows: ` +
-        'it was written by a newer Petrel. Run that version, or point dataDir elsewhere. The file was left untouched.',
-    );
-  }
-}
-
-function mapError(err: unknown, path: string, during: string): StoreError {
-  const code = (err as { code?: unknown }).code;
-  const message = err instanceof Error ? err.message : String(err);
-  if (typeof code === 'string') {
-    if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
-      return new StoreError('PETREL_ERR_STORE_UNREADABLE', `${path} is damaged or not a database (${code}: ${message}). Petrel will not touch it.`, { cause: err });
-    }
-    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-      return new StoreError('PETREL_ERR_STORE_IO', `${path} is in use by another process (${code}): is another broker running on this dataDir?`, { cause: err });
-    }
-  }
-  return new StoreError('PETREL_ERR_STORE_IO', `${path}: ${during} failed: ${message}`, { cause: err });
+function errorFrom(e: WireError): Error {
+  if (e.name === 'StoreError') return new StoreError(e.code as StoreError['code'], e.message);
+  const err = new Error(e.message);
+  if (e.code !== undefined) (err as Error & { code: string }).code = e.code;
+  return err;
 }
 
 function closedError(): StoreError {
   return new StoreError('PETREL_ERR_STORE_CLOSED', 'the store is closed');
+}
+
+function notOpenError(): StoreError {
+  return new StoreError('PETREL_ERR_STORE_CLOSED', 'the store is not open (call open() first)');
 }

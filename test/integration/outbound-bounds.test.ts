@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ConnackPacket, DisconnectPacket, Properties } from '../../src/protocol/packets.js';
 import { ReasonCode } from '../../src/protocol/reason-codes.js';
+import { createBroker, PetrelError } from '../../src/index.js';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { connectMqtt, endAll, versionOptions, type Connected } from '../helpers/mqttjs.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -50,6 +51,55 @@ describe('reason strings from client input', { timeout: 60_000 }, () => {
     } finally {
       client.destroy();
     }
+  });
+});
+
+describe('strings over 65,535 bytes from the embedder are refused where they are given', { timeout: 60_000 }, () => {
+  it('broker.publish with a 70,000-byte property: PetrelError PETREL_ERR_OPTION, and a v5 subscriber gets only well-formed packets', T, async () => {
+    const tb = await startBroker();
+    const { client } = await RawClient.connect(tb.port, 5, { clientId: 'embed-sub' });
+    try {
+      await client.subscribe([{ filter: 'e/#', qos: 1 }]);
+      for (const properties of [{ contentType: 'c'.repeat(70_000) }, { userProperties: [['k', 'v'.repeat(70_000)]] as [string, string][] }, { correlationData: Buffer.alloc(70_000) }]) {
+        await assert.rejects(
+          tb.broker.publish('e/1', 'x', { qos: 1, properties }),
+          (err: unknown) => err instanceof PetrelError && err.code === 'PETREL_ERR_OPTION' && err.key === 'properties',
+        );
+      }
+      await tb.broker.publish('e/2', 'fine', { qos: 0, properties: { contentType: 'c'.repeat(65_535) } });
+      const m = await client.expect(3);
+      assert.equal(m.topic, 'e/2');
+      assert.equal(m.properties?.contentType?.length, 65_535);
+      assert.deepEqual(client.decodeErrors.map((e) => e.message), []);
+    } finally {
+      client.destroy();
+      await tb.close();
+    }
+  });
+
+  it('an auth method answering with 70,000 bytes of data: nothing is sent, the error is logged, the broker carries on', T, async () => {
+    const errors: string[] = [];
+    const logger = { error: (msg: string) => errors.push(msg), warn: () => {}, info: () => {}, debug: () => {} };
+    const tb = await startBroker({ logger, authMethods: { HUGE: () => ({ result: 'continue', data: Buffer.alloc(70_000) }) } });
+    try {
+      const client = await RawClient.open(tb.port, 5);
+      client.sendPacket(client.connectPacket({ clientId: 'huge', properties: { authenticationMethod: 'HUGE' } }));
+      assert.deepEqual(await client.quiet(300), []);
+      client.destroy();
+      assert.ok(errors.some((m) => /cannot be encoded/.test(m)), `logged: ${errors.join('; ')}`);
+      const ok = await RawClient.connect(tb.port, 5, { clientId: 'after' });
+      await ok.client.subscribe(['a']);
+      ok.client.destroy();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  it('responseInformation over 65,535 bytes is refused at creation (PETREL_ERR_OPTION)', async () => {
+    await assert.rejects(
+      createBroker({ store: { type: 'memory' }, responseInformation: 'r'.repeat(65_536) }),
+      (err: unknown) => err instanceof PetrelError && err.code === 'PETREL_ERR_OPTION' && err.key === 'responseInformation',
+    );
   });
 });
 
@@ -170,6 +220,24 @@ describe(`every packet within the client's Maximum Packet Size (${SMALL} bytes) 
       await roundTrip(bystander, 'bystander/2');
     } finally {
       client.destroy();
+    }
+  });
+
+  it('an AUTH (enhanced authentication, 100 bytes of Authentication Data) that does not fit is not sent, counted', T, async () => {
+    const other = await startBroker({ authMethods: { BIG: () => ({ result: 'continue', data: Buffer.alloc(100, 1) }) } });
+    const client = await RawClient.open(other.port, 5);
+    try {
+      client.sendPacket(client.connectPacket({ clientId: 'auth', properties: { ...props, authenticationMethod: 'BIG' } }));
+      assert.deepEqual(await client.quiet(300), [], 'no AUTH');
+      assert.equal(other.broker.stats.packetsTooLarge, 1);
+      // With room for it, the same AUTH arrives.
+      const ok = await RawClient.open(other.port, 5);
+      ok.sendPacket(ok.connectPacket({ clientId: 'auth2', properties: { maximumPacketSize: 200, authenticationMethod: 'BIG' } }));
+      assert.equal((await ok.expect(15)).reasonCode, ReasonCode.ContinueAuthentication);
+      ok.destroy();
+    } finally {
+      client.destroy();
+      await other.close();
     }
   });
 

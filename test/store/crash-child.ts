@@ -21,8 +21,34 @@ export function crashPayload(seq: number): Buffer {
   return p;
 }
 
+/**
+ * Mode 'purge' (node crash-child.js <dataDir> <N> purge): N entries for 'a'
+ * (every tenth shared with 'b'), commit; then delete 'a', create it again with
+ * one entry, commit, print "deleted" and wait to be killed (while the purge
+ * runs).
+ */
+async function purge(dir: string, n: number): Promise<void> {
+  const store = new SqliteStore({ dataDir: dir });
+  await store.open();
+  for (const c of ['a', 'b']) store.putSession({ clientId: c, protocolVersion: 5, expiryInterval: 3600, disconnectedAt: null, will: null });
+  for (let seq = 1; seq <= n; seq++) {
+    const message: StoredMessage = { id: seq, topic: `t/${seq}`, payload: Buffer.alloc(32, seq & 0xff), qos: 1, retain: false, receivedAt: seq };
+    store.enqueue('a', { seq, message, qos: 1, retain: false, state: QueueState.Pending });
+    if (seq % 10 === 0) store.enqueue('b', { seq: seq / 10, message, qos: 1, retain: false, state: QueueState.Pending });
+  }
+  await store.commit();
+  store.deleteSession('a');
+  store.putSession({ clientId: 'a', protocolVersion: 5, expiryInterval: 3600, disconnectedAt: null, will: null });
+  const message: StoredMessage = { id: n + 1, topic: 'new', payload: Buffer.from('new'), qos: 1, retain: false, receivedAt: 0 };
+  store.enqueue('a', { seq: 1, message, qos: 1, retain: false, state: QueueState.Pending });
+  await store.commit();
+  writeSync(1, 'deleted\n');
+  setInterval(() => undefined, 1000);
+}
+
 async function main(): Promise<void> {
-  const [dir, kText] = process.argv.slice(2);
+  const [dir, kText, mode] = process.argv.slice(2);
+  if (mode === 'purge') return purge(dir!, Number(kText));
   const K = Number(kText);
   const store = new SqliteStore({ dataDir: dir! });
   const state = await store.open();

@@ -97,8 +97,11 @@ function checkIntegrity(file: string): void {
     const maxStored = db.prepare('SELECT max(id) FROM (SELECT max(id) AS id FROM messages UNION ALL SELECT max(message_id) FROM queue)').pluck().get() as number | null;
     assert.ok(maxId >= (maxStored ?? 0), `meta.max_message_id ${maxId} >= every stored message id (${maxStored})`);
     for (const t of ['queue', 'subscriptions', 'inbound_qos2']) {
-      assert.equal(db.prepare(`SELECT count(*) FROM ${t} x WHERE x.sid NOT IN (SELECT sid FROM sessions)`).pluck().get(), 0, `no ${t} rows of deleted sessions`);
+      // (queue rows of a deleted session wait for the purge: their sid is in purge)
+      const purging = t === 'queue' ? ' AND x.sid NOT IN (SELECT sid FROM purge)' : '';
+      assert.equal(db.prepare(`SELECT count(*) FROM ${t} x WHERE x.sid NOT IN (SELECT sid FROM sessions)${purging}`).pluck().get(), 0, `no ${t} rows of deleted sessions`);
     }
+    assert.equal(db.prepare('SELECT count(*) FROM purge WHERE sid IN (SELECT sid FROM sessions)').pluck().get(), 0, 'no session being purged is alive');
     assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
   } finally {
     db.close();
@@ -685,6 +688,158 @@ describe('SqliteStore', () => {
       checkIntegrity(join(dir, 'petrel.db'));
     }
     assert.ok(totalReported > 0);
+  });
+
+  describe('deleting a session with a large queue', () => {
+    const N = 12_000; // several purge chunks
+    const payload = (seq: number) => Buffer.alloc(32, seq & 0xff);
+    function fill(store: SqliteStore): void {
+      store.putSession(session('a'));
+      store.putSession(session('b'));
+      for (let seq = 1; seq <= N; seq++) {
+        const message: StoredMessage = { id: seq, topic: `t/${seq}`, payload: payload(seq), qos: 1, retain: false, receivedAt: seq };
+        store.enqueue('a', { seq, message, qos: 1, retain: false, state: QueueState.Pending });
+        // Every tenth message is shared with b: its references must be released by the purge.
+        if (seq % 10 === 0) store.enqueue('b', { seq: seq / 10, message, qos: 1, retain: false, state: QueueState.Pending });
+      }
+    }
+    const fresh = (): QueueEntry => ({
+      seq: 1,
+      message: { id: N + 1, topic: 'new', payload: Buffer.from('new'), qos: 1, retain: false, receivedAt: 0 },
+      qos: 1,
+      retain: false,
+      state: QueueState.Pending,
+    });
+
+    it('a new session with the same client id starts empty at once; the old rows go in the background and free their messages', async () => {
+      const dir = tempDir();
+      const store = new SqliteStore({ dataDir: dir });
+      await store.open();
+      fill(store);
+      await store.commit();
+      store.deleteSession('a');
+      store.putSession(session('a'));
+      store.enqueue('a', fresh());
+      await store.commit();
+      assert.deepEqual(await store.readQueue('a', 0, 10), [fresh()], 'only the new entry');
+      const first = await store.inspect();
+      assert.ok(first.purging <= 1);
+      // Bounded wait for the background purge.
+      const deadline = Date.now() + 20_000;
+      let counts = first;
+      while (counts.purging > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        counts = await store.inspect();
+      }
+      assert.deepEqual(counts, { purging: 0, queueRows: 1 + N / 10, messageRows: N / 10 }, "a's new entry, b's entries and their messages");
+      assert.equal((await store.readQueue('b', 0, N)).length, N / 10);
+      await store.close();
+      checkIntegrity(join(dir, 'petrel.db'));
+    });
+
+    it('a close (or a crash) during the purge does not bring the old queue back; the next open finishes the purge', async () => {
+      const dir = tempDir();
+      let store = new SqliteStore({ dataDir: dir });
+      await store.open();
+      fill(store);
+      await store.commit();
+      store.deleteSession('a');
+      await store.close(); // at once: the purge has at most begun
+      const raw = new Database(join(dir, 'petrel.db'), { readonly: true });
+      const left = raw.prepare('SELECT count(*) FROM queue WHERE sid NOT IN (SELECT sid FROM sessions)').pluck().get() as number;
+      assert.ok(left > 0 && left < N, `rows of the deleted session left for the purge: ${left}`);
+      assert.equal(raw.prepare('SELECT count(*) FROM purge').pluck().get(), 1);
+      raw.close();
+      checkIntegrity(join(dir, 'petrel.db'));
+      store = new SqliteStore({ dataDir: dir });
+      const st = await store.open();
+      assert.deepEqual(st.sessions.map((x) => x.session.clientId), ['b']);
+      store.putSession(session('a'));
+      await store.commit();
+      assert.deepEqual(await store.readQueue('a', 0, 10), []);
+      const deadline = Date.now() + 20_000;
+      let counts = await store.inspect();
+      while (counts.purging > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        counts = await store.inspect();
+      }
+      assert.deepEqual(counts, { purging: 0, queueRows: N / 10, messageRows: N / 10 });
+      await store.close();
+      checkIntegrity(join(dir, 'petrel.db'));
+    });
+
+    it('a SIGKILL right after the delete is committed does not bring the old queue back', async () => {
+      const dir = tempDir();
+      const childPath = fileURLToPath(new URL('./crash-child.js', import.meta.url));
+      const line = await new Promise<string>((resolve, reject) => {
+        const child = spawn(process.execPath, [childPath, dir, String(N), 'purge'], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let buf = '';
+        child.stdout.setEncoding('utf8');
+        child.stdout.on('data', (chunk: string) => {
+          buf += chunk;
+          if (buf.includes('deleted\n')) child.kill('SIGKILL');
+        });
+        child.on('error', reject);
+        child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve(buf) : reject(new Error(`child exited with ${code} ${signal}`))));
+      });
+      assert.match(line, /deleted/);
+      const store = new SqliteStore({ dataDir: dir });
+      const st = await store.open();
+      const a = st.sessions.find((x) => x.session.clientId === 'a');
+      assert.ok(a, 'the new session a');
+      assert.deepEqual(a.queue, { count: 1, bytes: 3, lastSeq: 1, sentSeq: 0 });
+      assert.deepEqual(await store.readQueue('a', 0, N), [fresh()]);
+      await store.close();
+      checkIntegrity(join(dir, 'petrel.db'));
+    });
+  });
+
+  it('runs a commit off the calling thread: the event loop turns while a 10,000-row commit is in progress', async () => {
+    const dir = tempDir();
+    const store = new SqliteStore({ dataDir: dir });
+    await store.open();
+    const N = 10_000;
+    for (let i = 0; i < N; i++) store.putSession(session(`s${i}`));
+    await store.commit();
+    const message: StoredMessage = { id: 1, topic: 'fan/x', payload: Buffer.alloc(64), qos: 1, retain: false, receivedAt: 0 };
+    for (let i = 0; i < N; i++) store.enqueue(`s${i}`, { seq: 1, message, qos: 1, retain: false, state: QueueState.Pending });
+    let turned = false;
+    setImmediate(() => (turned = true));
+    await store.commit();
+    assert.ok(turned, 'a setImmediate queued before commit() ran before it resolved');
+    // The same for the deletion of a large queue.
+    for (let seq = 2; seq <= 20_000; seq++) store.enqueue('s0', { seq, message: { ...message, id: seq }, qos: 1, retain: false, state: QueueState.Pending });
+    await store.commit();
+    store.deleteSession('s0');
+    turned = false;
+    setImmediate(() => (turned = true));
+    await store.commit();
+    assert.ok(turned);
+    await store.close();
+  });
+
+  it('does not keep the process alive when it is left open', async () => {
+    const dir = tempDir();
+    const storeUrl = new URL('../../src/store/sqlite-store.js', import.meta.url).href;
+    const script =
+      `const { SqliteStore } = await import(${JSON.stringify(storeUrl)});` +
+      `const s = new SqliteStore({ dataDir: ${JSON.stringify(dir)} }); await s.open();` +
+      "s.putSession({ clientId: 'a', protocolVersion: 5, expiryInterval: 60, disconnectedAt: null, will: null }); await s.commit();" +
+      "process.stdout.write('committed\\n');";
+    const result = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (c: string) => (out += c));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      child.on('error', reject);
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        resolve({ code, out });
+      });
+    });
+    assert.equal(result.out, 'committed\n');
+    assert.equal(result.code, 0, 'exited by itself');
   });
 
   it('keeps RSS bounded: 1,000,000 queued entries for 10 sessions', async () => {
