@@ -581,9 +581,13 @@ export class Client implements ConnectionHandler, AckSink {
     this.state = ClientState.Closed;
     this.closeReason = reasonCode;
     this.backlog = null;
-    this.conn.end();
     if (wasConnected) this.broker.clientGone(this);
     else this.broker.forgetClient(this);
+    // The socket closes once what the end of this connection wrote to the store is committed, so a client that
+    // sees it close can rely on it: after a normal DISCONNECT its will is gone [MQTT-3.1.2-10], a session
+    // with expiry 0 has ended, even if the broker dies right after.
+    this.holdOutputForCommit();
+    this.conn.end();
   }
 
   /** The socket closed (the peer went away, or after closeNow). */
@@ -596,6 +600,8 @@ export class Client implements ConnectionHandler, AckSink {
       try {
         if (wasConnected) this.broker.clientGone(this);
         else this.broker.forgetClient(this);
+        // The peer only ended its side: ours ends after what its going away wrote is committed (see closeNow).
+        this.holdOutputForCommit();
       } catch (err) {
         // Called from the socket's 'close' event: a throw here would end the process.
         this.broker.stats.internalErrors++;

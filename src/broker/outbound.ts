@@ -443,10 +443,11 @@ export class OutboundQueue {
       return true;
     }
     const stored = this.host.stored;
-    // Write before you send: the packet id of a QoS 2 PUBLISH must not reach the client before the store knows
-    // the entry and the sequence it came from, or a restart could give the same id to another message, which
-    // the client would discard as a duplicate [MQTT-4.3.3-9].
-    if (stored && entry.qos === 2) c.holdOutputForCommit();
+    // Write before you send: a PUBLISH to a stored session must not reach the client before the store knows
+    // the entry, the sequence it came from and that it was sent. Else a restart could give its QoS 2 packet id
+    // to another message, which the client would discard as a duplicate [MQTT-4.3.3-9], or re-send it without
+    // DUP [MQTT-3.3.1-1].
+    if (stored) c.holdOutputForCommit();
     if (!entry.sent) {
       entry.sent = true;
       if (entry.seq > this.sentSeq) {

@@ -38,6 +38,9 @@ function onSocketData(this: Duplex & { petrel?: Connection }, chunk: Buffer): vo
 function onSocketDrain(this: Duplex & { petrel?: Connection }): void {
   this.petrel!.drained();
 }
+function onSocketEnd(this: Duplex & { petrel?: Connection }): void {
+  this.petrel!.peerEnded();
+}
 function onSocketClose(this: Duplex & { petrel?: Connection }): void {
   this.petrel!.closed();
 }
@@ -79,6 +82,7 @@ export class Connection {
     this.socket.petrel = this;
     socket.on('data', onSocketData);
     socket.on('drain', onSocketDrain);
+    socket.on('end', onSocketEnd);
     socket.on('close', onSocketClose);
     socket.on('error', onSocketError);
   }
@@ -208,6 +212,16 @@ export class Connection {
 
   resume(): void {
     this.socket.resume();
+  }
+
+  /**
+   * The peer ended its side (a half-open socket): the handler hears it as the peer going away, then our side
+   * ends (after any hold: see holdUntil). The handler's onClose() may be called again by the socket's 'close'.
+   */
+  peerEnded(): void {
+    if (this.isClosed) return;
+    this.handler.onClose();
+    this.end();
   }
 
   /** Called by the socket's 'close'. */

@@ -37,7 +37,9 @@ export async function listenTcp(host: string, port: number, onSocket: (socket: n
           onSocket(socket);
         }
       : onSocket;
-  const server = net.createServer({ noDelay: true, pauseOnConnect: false }, accept);
+  // allowHalfOpen: when the peer ends its side, ours is ended by the Connection (after what the broker must
+  // commit first), not by Node at once.
+  const server = net.createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true }, accept);
   server.maxConnections = Infinity;
   const tryListen = (h: string): Promise<void> =>
     new Promise((resolve, reject) => {
