@@ -16,7 +16,8 @@ import { Committer } from './committer.js';
 import { DeadlineWheel } from './keep-alive.js';
 import { PetrelError } from './errors.js';
 import type { AuthMethod, BrokerMessage, Hooks } from './hooks.js';
-import { LocalSubscription, type SubscribeOptions } from './local-subscription.js';
+import { LOCAL_HWM_BYTES, LocalSubscription, type SubscribeOptions } from './local-subscription.js';
+import { MemoryGuard } from './memory-guard.js';
 import { createLogger, type Logger } from './logger.js';
 import { forwardableProperties, Message } from './message.js';
 import type { Limits, ResolvedOptions } from './options.js';
@@ -55,6 +56,12 @@ export interface BrokerStats {
   topicLevelsRefused: number;
   /** Packets other than PUBLISH not sent because they exceeded the client's Maximum Packet Size even without Reason String and User Properties [MQTT-3.1.2-24]. */
   packetsTooLarge: number;
+  /** Times memory went above limits.memoryLimit (or the V8 heap watermark): one per episode. */
+  memoryEpisodes: number;
+  /** CONNECTs refused because memory was above the watermark (CONNACK 0x89; 3.1/3.1.1: return code 3). */
+  connectsRefusedMemory: number;
+  /** Connections whose reading was paused because memory was above the watermark. */
+  readsPausedMemory: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
@@ -108,6 +115,9 @@ export class Broker {
     internalErrors: 0,
     topicLevelsRefused: 0,
     packetsTooLarge: 0,
+    memoryEpisodes: 0,
+    connectsRefusedMemory: 0,
+    readsPausedMemory: 0,
   };
   closing = false;
   /**
@@ -156,7 +166,11 @@ export class Broker {
       this.stats.internalErrors++;
       this.logger.error('work after a commit failed', { err });
     });
+    this.memory = new MemoryGuard(options.limits.memoryLimit, { connections: this.clients, stats: this.stats, logger: this.logger });
   }
+
+  /** The memory watermark (limits.memoryLimit): global backpressure, see memory-guard.ts. */
+  readonly memory: MemoryGuard;
 
   nextMessageId(): number {
     return this.messageId++;
@@ -224,6 +238,7 @@ export class Broker {
     this.scheduleSweep();
     this.expiryTimer = setInterval(() => this.guarded('expiry pass', () => this.expireAll()), EXPIRY_SWEEP_MS);
     this.expiryTimer.unref();
+    this.memory.start();
     this.logger.info('store opened', {
       store: this.store.kind,
       sessions: state.sessions.length,
@@ -280,6 +295,7 @@ export class Broker {
     this.closing = true;
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
+    this.memory.stop();
     // Stop accepting now; net.Server's close callback waits for every connection, so it is awaited last.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     this.listeners = [];
@@ -381,12 +397,14 @@ export class Broker {
   forgetClient(client: Client): void {
     this.clients.delete(client);
     this.deadlines.remove(client);
+    this.memory.forget(client);
   }
 
   /** A connected client's connection ended (or is ending). */
   clientGone(client: Client): void {
     this.clients.delete(client);
     this.deadlines.remove(client);
+    this.memory.forget(client);
     if (client.released) return;
     this.releaseClient(client, false);
     const hook = this.hooks.onDisconnect;
@@ -681,7 +699,9 @@ export class Broker {
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new PetrelError('PETREL_ERR_OPTION', `qos: must be 0, 1 or 2, got ${JSON.stringify(qos)}`, { key: 'qos' });
     const hwm = options.highWaterMark ?? 1000;
     if (!Number.isInteger(hwm) || hwm < 1) throw new PetrelError('PETREL_ERR_OPTION', 'highWaterMark: must be an integer >= 1', { key: 'highWaterMark' });
-    const local = new LocalSubscription(this, `$local/${++this.localId}`, list, qos, hwm, options.signal);
+    const hwmBytes = options.highWaterMarkBytes ?? LOCAL_HWM_BYTES;
+    if (!Number.isInteger(hwmBytes) || hwmBytes < 1) throw new PetrelError('PETREL_ERR_OPTION', 'highWaterMarkBytes: must be an integer >= 1', { key: 'highWaterMarkBytes' });
+    const local = new LocalSubscription(this, `$local/${++this.localId}`, list, qos, hwm, options.signal, hwmBytes);
     this.locals.add(local);
     for (const f of list) {
       const shared = parseSharedFilter(f);
@@ -738,6 +758,11 @@ export class Broker {
     try {
       if (c.state === ClientState.Connected) {
         if (c.keepAliveMs === 0) return;
+        if (c.memoryPaused) {
+          // Not read because of memory (its PINGREQ may be waiting in the socket): not its fault.
+          this.deadlines.place(c, now + c.keepAliveMs);
+          return;
+        }
         const deadline = this.deadlines.arrivedBy(c.lastSeen) + c.keepAliveMs;
         if (now < deadline) {
           // Input since it was placed: wait for the deadline that input set.

@@ -36,6 +36,32 @@ export type ClientState = (typeof ClientState)[keyof typeof ClientState];
 
 /** Backlogged packets beyond which the socket is paused. */
 const BACKLOG_PAUSE = 1000;
+/**
+ * Bytes of backlogged packets (payload and topic, plus PACKET_OVERHEAD each) beyond which the socket is paused:
+ * large PUBLISHes behind a slow hook are bounded in bytes, not only in count.
+ */
+export const BACKLOG_PAUSE_BYTES = 1024 * 1024;
+/** Bytes charged per backlogged packet or held acknowledgement beside its own bytes. */
+const PACKET_OVERHEAD = 96;
+/**
+ * Bytes of acknowledgements of one client waiting in one commit batch beyond which its socket is paused until
+ * that commit is done: a client streaming PUBRELs (or PUBLISHes) while a commit is slow cannot grow the batch
+ * without bound. A batch is committed within a turn or two, so a reading client is paused for one commit at most.
+ */
+export const HELD_ACKS_PAUSE_BYTES = 1024 * 1024;
+
+/**
+ * Characters of topic names kept for outbound topic aliases per connection: a client announcing Topic Alias
+ * Maximum 65535 would otherwise keep up to 65535 topics of up to 65535 bytes alive. Past it, new topics go out
+ * in full, without an alias (using one is the sender's choice, section 3.3.2.3.4).
+ */
+export const ALIASES_OUT_CHARS = 256 * 1024;
+
+/** Why reading a connection is paused (bits): it resumes once none is left. */
+const PAUSE_BACKLOG = 1;
+const PAUSE_MEMORY = 2;
+const PAUSE_ACKS = 4;
+const PAUSE_OUTPUT = 8;
 
 export class Client implements ConnectionHandler, AckSink {
   readonly broker: Broker;
@@ -76,6 +102,8 @@ export class Client implements ConnectionHandler, AckSink {
 
   aliasesIn: Map<number, string> | null = null;
   aliasesOut: Map<string, number> | null = null;
+  /** Characters of the topics in aliasesOut (see ALIASES_OUT_CHARS). */
+  private aliasesOutChars = 0;
   /** Inbound QoS 1/2 PUBLISHes not yet acknowledged (Receive Maximum, section 3.3.4). */
   inboundUnacked = 0;
 
@@ -87,6 +115,13 @@ export class Client implements ConnectionHandler, AckSink {
   /** Asynchronous steps under way (hooks, an AUTH step): while > 0, later packets wait in the backlog. */
   private holds = 0;
   private backlog: Packet[] | null = null;
+  /** Bytes of the backlog (see BACKLOG_PAUSE_BYTES). */
+  private backlogBytes = 0;
+  /** Reasons reading is paused (PAUSE_* bits). */
+  private pauses = 0;
+  /** Commit batch the held-ack count below belongs to (Committer.batch), and the bytes held in it. */
+  private ackBatch = -1;
+  private ackBytes = 0;
   private infoCache: ClientInfo | null = null;
 
   constructor(broker: Broker, conn: Connection) {
@@ -118,6 +153,18 @@ export class Client implements ConnectionHandler, AckSink {
     } catch (err) {
       this.internalError(err);
     }
+    // What the client's input made us write (acks, PINGRESP, SUBACK ...) is not flow-controlled: a client that
+    // sends without reading would grow its write buffer without bound. Past 2 x maxWriteBuffer + maxPacketSize
+    // (more than a window of PUBLISHes ever leaves there) it is not read until the socket drains.
+    if (this.conn.buffered > this.outputPauseAt && (this.pauses & PAUSE_OUTPUT) === 0 && !this.conn.writable) {
+      this.setPaused(PAUSE_OUTPUT, true);
+    }
+  }
+
+  /** Bytes waiting in the connection beyond which its input is not read (see onData). */
+  private get outputPauseAt(): number {
+    const l = this.broker.limits;
+    return 2 * l.maxWriteBuffer + l.maxPacketSize;
   }
 
   onPacket(p: Packet): void {
@@ -131,7 +178,8 @@ export class Client implements ConnectionHandler, AckSink {
       }
       const b = (this.backlog ??= []);
       b.push(p);
-      if (b.length === BACKLOG_PAUSE) this.conn.pause();
+      this.backlogBytes += packetBytes(p);
+      if (b.length >= BACKLOG_PAUSE || this.backlogBytes >= BACKLOG_PAUSE_BYTES) this.setPaused(PAUSE_BACKLOG, true);
       return;
     }
     this.dispatch(p);
@@ -150,14 +198,64 @@ export class Client implements ConnectionHandler, AckSink {
     if (b === null) return;
     let i = 0;
     try {
-      while (i < b.length && this.holds === 0 && this.state !== ClientState.Closed) this.dispatch(b[i++]!);
+      while (i < b.length && this.holds === 0 && this.state !== ClientState.Closed) {
+        const p = b[i++]!;
+        this.backlogBytes -= packetBytes(p);
+        this.dispatch(p);
+      }
     } catch (err) {
       this.internalError(err);
       return;
     }
+    if (this.backlog !== b) return; // closed meanwhile
     b.splice(0, i);
-    if (b.length === 0) this.backlog = null;
-    if (b.length < BACKLOG_PAUSE) this.conn.resume();
+    if (b.length === 0) {
+      this.backlog = null;
+      this.backlogBytes = 0;
+    }
+    if (b.length < BACKLOG_PAUSE && this.backlogBytes < BACKLOG_PAUSE_BYTES) this.setPaused(PAUSE_BACKLOG, false);
+  }
+
+  /** Pause or resume reading for one reason; the socket reads while no reason is left. */
+  private setPaused(bit: number, on: boolean): void {
+    const before = this.pauses;
+    this.pauses = on ? before | bit : before & ~bit;
+    if (before === 0 && this.pauses !== 0) this.conn.pause();
+    else if (before !== 0 && this.pauses === 0 && this.state !== ClientState.Closed) this.conn.resume();
+  }
+
+  /** Reading is paused because memory is above the watermark (the keep-alive deadline waits). */
+  get memoryPaused(): boolean {
+    return (this.pauses & PAUSE_MEMORY) !== 0;
+  }
+
+  /** Not connected yet (its CONNECT must be read, to be refused), or its session holds messages in the heap. */
+  get mayFreeMemory(): boolean {
+    if (this.state !== ClientState.Connected) return true;
+    const s = this.session;
+    return s !== null && s.out.heapBytes > 0;
+  }
+
+  /** The memory guard stops or restarts reading (memory-guard.ts). */
+  memoryPause(paused: boolean): void {
+    // Input waited in the socket while paused: the keep alive counts from the resumption.
+    if (!paused) this.lastSeen = this.broker.tick;
+    this.setPaused(PAUSE_MEMORY, paused);
+  }
+
+  /** An acknowledgement goes into the committer's batch: count its bytes, and pause reading past the bound. */
+  private heldAck(bytes: number): void {
+    const committer = this.broker.committer;
+    if (!committer.durable || !committer.holding) return;
+    if (this.ackBatch !== committer.batch) {
+      this.ackBatch = committer.batch;
+      this.ackBytes = 0;
+    }
+    this.ackBytes += bytes + PACKET_OVERHEAD;
+    if (this.ackBytes < HELD_ACKS_PAUSE_BYTES || (this.pauses & PAUSE_ACKS) !== 0) return;
+    this.setPaused(PAUSE_ACKS, true);
+    // Runs once this batch is committed and its acks are out.
+    committer.after(() => this.setPaused(PAUSE_ACKS, false));
   }
 
   /**
@@ -352,6 +450,7 @@ export class Client implements ConnectionHandler, AckSink {
     // Not sent if even the bare ack is too large (a Maximum Packet Size below 5); handled as if sent [MQTT-3.1.2-24].
     if (this.maxPacketSize !== 0 && data.length > this.maxPacketSize) data = this.tooLarge();
     if (quota && this.inboundUnacked > 0) this.inboundUnacked--;
+    this.heldAck(data.length);
     this.broker.committer.send(this, data);
   }
 
@@ -363,6 +462,7 @@ export class Client implements ConnectionHandler, AckSink {
 
   sendPubrel(packetId: number, reasonCode = 0): void {
     const data = encodeAck(6, packetId, reasonCode, this.version);
+    this.heldAck(data.length);
     this.broker.committer.send(this, this.maxPacketSize !== 0 && data.length > this.maxPacketSize ? this.tooLarge() : data);
   }
 
@@ -386,15 +486,19 @@ export class Client implements ConnectionHandler, AckSink {
         if (a !== undefined) {
           alias = a;
           topic = '';
-        } else if (out.size < this.topicAliasMaximum) {
+        } else if (out.size < this.topicAliasMaximum && this.aliasesOutChars + topic.length <= ALIASES_OUT_CHARS) {
           // First use of a free alias: topic and alias together, later the alias alone [MQTT-3.3.2-12].
           alias = out.size + 1;
           out.set(topic, alias);
+          this.aliasesOutChars += topic.length;
         }
       }
       h = encodePublishHeader(topic, qos, dup, retain, packetId, msg.outboundProperties(Date.now(), subIds, alias), msg.payload.length, 5);
       if (this.maxPacketSize !== 0 && h.header.length + msg.payload.length > this.maxPacketSize) {
-        if (alias !== 0 && topic !== '') this.aliasesOut!.delete(msg.topic);
+        if (alias !== 0 && topic !== '') {
+          this.aliasesOut!.delete(msg.topic);
+          this.aliasesOutChars -= msg.topic.length;
+        }
         this.broker.stats.droppedTooLarge++;
         return false;
       }
@@ -508,6 +612,7 @@ export class Client implements ConnectionHandler, AckSink {
   }
 
   onDrain(): void {
+    if ((this.pauses & PAUSE_OUTPUT) !== 0) this.setPaused(PAUSE_OUTPUT, false);
     if (this.state !== ClientState.Connected) return;
     try {
       this.session?.pump();
@@ -518,6 +623,12 @@ export class Client implements ConnectionHandler, AckSink {
 }
 
 const PINGRESP = Buffer.from([0xd0, 0x00]);
+
+/** Bytes a backlogged packet holds, roughly: its payload and topic, plus a fixed overhead. */
+function packetBytes(p: Packet): number {
+  if (p.type === PacketType.PUBLISH) return p.payload.length + p.topic.length + PACKET_OVERHEAD;
+  return PACKET_OVERHEAD;
+}
 /** What encode() gives for a packet the client's Maximum Packet Size does not allow: nothing is written. */
 const NOT_SENT = Buffer.alloc(0);
 

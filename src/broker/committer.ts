@@ -32,6 +32,8 @@ export class Committer {
   private closed = false;
   /** Commits done (for metrics). */
   commits = 0;
+  /** Number of the batch that takes what is sent now (grows by one whenever a commit takes the batch). */
+  batch = 0;
 
   constructor(
     private readonly store: Store,
@@ -103,6 +105,7 @@ export class Committer {
     if (this.committing) return;
     const batch = this.current;
     this.current = newBatch();
+    this.batch++;
     const mustCommit = this.dirty;
     this.dirty = false;
     this.committing = true;

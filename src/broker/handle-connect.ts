@@ -33,6 +33,12 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   client.state = ClientState.Authenticating;
   // Known before anything is sent, a refusal included [MQTT-3.1.2-24].
   if (p.protocolVersion === 5 && p.properties?.maximumPacketSize !== undefined) client.maxPacketSize = p.properties.maximumPacketSize;
+  if (broker.memory.high) {
+    // Global backpressure (limits.memoryLimit): 0x89 Server busy says "try again later", which is what the
+    // client should do; 0x97 Quota exceeded would blame a quota of its own. 3.1/3.1.1: 3 Server unavailable.
+    broker.stats.connectsRefusedMemory++;
+    return client.refuseConnect(ReasonCode.ServerBusy, 'server busy: memory above limits.memoryLimit, try again later');
+  }
 
   // ---- client identifier [MQTT-3.1.3-*] ----
   let clientId = p.clientId;

@@ -3,7 +3,9 @@
 // sessions, so it sees exactly what they see, and can be a member of a shared
 // group beside network clients (a worker pool).
 //
-// Overflow policy: the buffer holds at most highWaterMark messages. A message
+// Overflow policy: the buffer holds at most highWaterMark messages, and at most
+// highWaterMarkBytes bytes of them (payload plus ENTRY_BYTES each; one message
+// always fits, however large). A message
 // arriving at a full buffer is dropped and counted (subscription.dropped and
 // the broker's localDropped counter); a full member of a shared group is
 // skipped while another member has room. The consumer never blocks the broker.
@@ -20,7 +22,14 @@ export interface SubscribeOptions {
   signal?: AbortSignal;
   /** Messages buffered at most before new ones are dropped. Default 1000. */
   highWaterMark?: number;
+  /** Bytes buffered at most (payload plus 160 per message; one message always fits) before new ones are dropped. Default 16 MiB. */
+  highWaterMarkBytes?: number;
 }
+
+/** Default highWaterMarkBytes. */
+export const LOCAL_HWM_BYTES = 16 * 1024 * 1024;
+/** Bytes charged per buffered message beside its payload. */
+const ENTRY_BYTES = 160;
 
 interface Owner {
   removeLocal(sub: LocalSubscription): void;
@@ -36,6 +45,8 @@ export class LocalSubscription implements Recipient, AsyncIterableIterator<Broke
   readonly entries: Subscription[] = [];
   private buffer: BrokerMessage[] = [];
   private head = 0;
+  /** Bytes of the buffered messages (payload + ENTRY_BYTES each). */
+  private bytes = 0;
   private waiter: ((r: IteratorResult<BrokerMessage>) => void) | null = null;
   private done = false;
   private readonly onAbort: (() => void) | null = null;
@@ -47,6 +58,7 @@ export class LocalSubscription implements Recipient, AsyncIterableIterator<Broke
     readonly qos: QoS,
     private readonly highWaterMark: number,
     private readonly signal: AbortSignal | undefined,
+    private readonly highWaterMarkBytes = LOCAL_HWM_BYTES,
   ) {
     this.id = id;
     if (signal !== undefined) {
@@ -65,12 +77,12 @@ export class LocalSubscription implements Recipient, AsyncIterableIterator<Broke
   }
 
   hasRoom(): boolean {
-    return !this.done && this.size < this.highWaterMark;
+    return !this.done && this.size < this.highWaterMark && this.bytes < this.highWaterMarkBytes;
   }
 
   deliver(msg: Message, qos: QoS, retain: boolean, _subIds: readonly number[] | undefined, _group: SharedGroup | null): void {
     if (this.done) return;
-    if (this.size >= this.highWaterMark) {
+    if (this.size >= this.highWaterMark || (this.bytes > 0 && this.bytes + msg.payload.length + ENTRY_BYTES > this.highWaterMarkBytes)) {
       this.dropped++;
       this.owner.countLocalDrop();
       return;
@@ -90,12 +102,14 @@ export class LocalSubscription implements Recipient, AsyncIterableIterator<Broke
       return;
     }
     this.buffer.push(m);
+    this.bytes += m.payload.length + ENTRY_BYTES;
   }
 
   next(): Promise<IteratorResult<BrokerMessage>> {
     if (this.head < this.buffer.length) {
       const value = this.buffer[this.head]!;
       this.buffer[this.head++] = undefined as unknown as BrokerMessage;
+      this.bytes -= value.payload.length + ENTRY_BYTES;
       if (this.head === this.buffer.length) {
         this.buffer = [];
         this.head = 0;

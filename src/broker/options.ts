@@ -8,6 +8,7 @@ import { validateHooks } from './hooks.js';
 import { optionError } from './errors.js';
 import type { Logger, LogLevel } from './logger.js';
 import { LOG_LEVELS } from './logger.js';
+import { defaultMemoryLimit } from './memory-guard.js';
 
 export interface ListenerOptions {
   /** TCP port; 0 picks a free one (read it from broker.listen()'s result). Default 1883. */
@@ -80,6 +81,13 @@ export interface Limits {
   maxTopicLevels: number;
   /** Bytes the topic-match cache may hold (topic strings, result references, a fixed overhead per entry). 0 disables it. Default 16 MiB. */
   maxMatchCacheBytes: number;
+  /**
+   * Memory watermark, bytes of the process's resident set (RSS); 0 = off. Above it (or above 85% of V8's heap
+   * limit) new CONNECTs are refused (CONNACK 0x89 Server busy; 3.1/3.1.1: return code 3) and connections whose
+   * session holds nothing in memory are not read, until RSS is below 90% of it (memory-guard.ts). Default: half
+   * of the machine's memory (or of the cgroup limit), at most 8 GiB.
+   */
+  memoryLimit: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -108,6 +116,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxPublisherHoldMs: 2000,
   maxTopicLevels: 200,
   maxMatchCacheBytes: 16 * 1024 * 1024,
+  memoryLimit: defaultMemoryLimit(),
 });
 
 export interface BrokerOptions {
@@ -148,6 +157,7 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   // A topic of 65,535 bytes has at most 65,536 levels.
   maxTopicLevels: [1, 65536],
   maxMatchCacheBytes: [0, Number.MAX_SAFE_INTEGER],
+  memoryLimit: [0, Number.MAX_SAFE_INTEGER],
 };
 const BOOL_LIMITS = new Set([
   'retainAvailable',

@@ -14,6 +14,8 @@ export interface ConnectOptions {
   version?: ProtocolVersion;
   sessionExpiry?: number;
   receiveMaximum?: number;
+  /** v5: Topic Alias Maximum the client announces. */
+  topicAliasMaximum?: number;
   keepAlive?: number;
   will?: WillMessage;
 }
@@ -76,6 +78,7 @@ export class Peer {
     });
     const props = this.version === 5 ? { sessionExpiryInterval: o.sessionExpiry ?? 0, receiveMaximum: o.receiveMaximum } : undefined;
     if (props && props.receiveMaximum === undefined) delete props.receiveMaximum;
+    if (props && o.topicAliasMaximum !== undefined) Object.assign(props, { topicAliasMaximum: o.topicAliasMaximum });
     sock.write(
       encodePacket(
         { type: 1, protocolName: 'MQTT', protocolVersion: this.version, clean: o.clean, keepAlive: o.keepAlive ?? 60, clientId: o.clientId, properties: props, will: o.will },
@@ -170,6 +173,11 @@ export class Peer {
       if (!this.outgoing.has(id)) return id;
     }
     throw new Error('no free packet id');
+  }
+
+  /** Send bytes as they are (many packets at once). */
+  sendRaw(data: Buffer): void {
+    if (this.sock && !this.sock.destroyed) this.sock.write(data);
   }
 
   /** Send any packet as it is. */
