@@ -97,7 +97,7 @@ export interface SessionInfo {
   inflight: number;
   /** Bytes of messages this session holds in memory (in flight and queued in the heap); see limits.maxSessionHeapBytes. */
   heapBytes: number;
-  /** Retained messages still owed to its new subscriptions. */
+  /** Its new subscriptions whose retained messages are still being sent. */
   retainedOwed: number;
 }
 

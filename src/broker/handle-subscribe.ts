@@ -137,7 +137,7 @@ function apply(client: Client, p: SubscribePacket, granted: number[], subId: num
       if (client.state !== ClientState.Connected || client.session !== session) return;
       // Owed to the session and sent as its socket and window allow (OutboundQueue.deliverRetained), so a
       // client that reads gets every one, at any QoS.
-      for (const r of retainedFor) session.out.deliverRetained(broker.retained.match(r.filter), r.qos, r.subIds, r.noLocal);
+      for (const r of retainedFor) session.out.deliverRetained(r.filter, broker.retained.iterate(r.filter), r.qos, r.subIds, r.noLocal);
     });
   }
 }

@@ -111,13 +111,26 @@ export interface QueueEnv {
   fatal(err: unknown): void;
 }
 
-/** Retained messages owed to a new subscription, sent as the socket and the window allow. */
-interface RetainedCursor {
-  readonly items: Message[];
-  i: number;
-  readonly qos: QoS;
-  readonly subIds: readonly number[] | undefined;
-  readonly noLocal: boolean;
+/**
+ * Retained messages owed to a new subscription, sent as the socket and the window allow: a walk of the retained
+ * index (RetainedIndex.iterate), so that what is owed costs a frame per filter level, not a list of messages.
+ */
+class RetainedCursor {
+  /** The next message to send; null when done. */
+  head: Message | null = null;
+  constructor(
+    readonly filter: string,
+    private readonly it: Iterator<Message>,
+    readonly qos: QoS,
+    readonly subIds: readonly number[] | undefined,
+    readonly noLocal: boolean,
+  ) {
+    this.advance();
+  }
+  advance(): void {
+    const r = this.it.next();
+    this.head = r.done === true ? null : r.value;
+  }
 }
 
 /** The empty heap queue, shared by every session that has nothing queued (replaced before anything is added). */
@@ -164,11 +177,9 @@ export class OutboundQueue {
     return this.queue.length - this.qhead;
   }
 
-  /** Retained messages still owed to new subscriptions. */
+  /** Subscriptions whose retained messages are still being sent. */
   get retainedOwed(): number {
-    let n = 0;
-    if (this.cursors !== null) for (const c of this.cursors) n += c.items.length - c.i;
-    return n;
+    return this.cursors === null ? 0 : this.cursors.length;
   }
 
   /** Nothing waits before a new message: it may go out at once. */
@@ -339,9 +350,16 @@ export class OutboundQueue {
    * Retained messages for a new subscription (after its SUBACK): owed to the session and sent as the window
    * and the socket allow, before what is queued, so that a client reading them gets every one at any QoS.
    */
-  deliverRetained(items: Message[], qos: QoS, subIds: readonly number[] | undefined, noLocal: boolean): void {
-    if (items.length === 0 || this.ended) return;
-    (this.cursors ??= []).push({ items, i: 0, qos, subIds, noLocal });
+  deliverRetained(filter: string, items: Iterator<Message>, qos: QoS, subIds: readonly number[] | undefined, noLocal: boolean): void {
+    if (this.ended) return;
+    const cur = new RetainedCursor(filter, items, qos, subIds, noLocal);
+    if (cur.head === null && this.cursors === null) return;
+    // The same filter again: its retained messages are sent again from the start [MQTT-3.3.1-9], once.
+    const list = (this.cursors ??= []);
+    const i = list.findIndex((c) => c.filter === filter);
+    if (i >= 0) list.splice(i, 1);
+    if (cur.head !== null) list.push(cur);
+    if (list.length === 0) this.cursors = null;
     if (this.sender !== null) this.pump();
     else this.cursorsToStore();
   }
@@ -352,10 +370,9 @@ export class OutboundQueue {
     const now = Date.now();
     while (list.length > 0) {
       const cur = list[0]!;
-      while (cur.i < cur.items.length) {
-        const msg = cur.items[cur.i]!;
+      for (let msg = cur.head; msg !== null; msg = cur.head) {
         if (msg.isExpired(now) || (cur.noLocal && msg.origin === this.host.id)) {
-          cur.i++;
+          cur.advance();
           continue;
         }
         // Sent because of a new subscription: RETAIN 1 [MQTT-3.3.1-8].
@@ -363,12 +380,12 @@ export class OutboundQueue {
         if (!c.canSend()) return false;
         if (qos === 0) {
           c.sendPublish(msg, 0, true, cur.subIds, 0, false);
-          cur.i++;
+          cur.advance();
           continue;
         }
         if (this.inflightCount >= c.window || this.inflight?.has(packetIdOf(this.nextSeq + 1))) return false;
         if (!this.fitsHeap(msg.payload.length + ENTRY_OVERHEAD)) return false;
-        cur.i++;
+        cur.advance();
         const entry = this.newEntry(msg, qos, true, cur.subIds, null);
         if (entry !== null && !this.addAndSend(entry, c)) this.enqueueHeap(entry); // cannot happen: checked above
       }
@@ -386,8 +403,7 @@ export class OutboundQueue {
     const env = this.env;
     const now = Date.now();
     for (const cur of list) {
-      for (let i = cur.i; i < cur.items.length; i++) {
-        const msg = cur.items[i]!;
+      for (let msg = cur.head; msg !== null; cur.advance(), msg = cur.head) {
         if (msg.isExpired(now) || (cur.noLocal && msg.origin === this.host.id)) continue;
         const qos = (msg.qos < cur.qos ? msg.qos : cur.qos) as QoS;
         if (qos === 0) continue;
@@ -440,7 +456,6 @@ export class OutboundQueue {
     // the entry, the sequence it came from and that it was sent. Else a restart could give its QoS 2 packet id
     // to another message, which the client would discard as a duplicate [MQTT-4.3.3-9], or re-send it without
     // DUP [MQTT-3.3.1-1].
-    if (stored) c.holdOutputForCommit();
     if (!entry.sent) {
       entry.sent = true;
       if (entry.seq > this.sentSeq) {
@@ -451,6 +466,8 @@ export class OutboundQueue {
         }
       }
     }
+    // After the writes above, so that the hold waits for the commit that has them.
+    if (stored) c.holdOutputForCommit();
     return true;
   }
 

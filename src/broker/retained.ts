@@ -63,59 +63,50 @@ export class RetainedIndex {
    * with children in insertion order.
    */
   match(filter: string): Message[] {
-    const out: Message[] = [];
+    return [...this.iterate(filter)];
+  }
+
+  /**
+   * The messages whose topic matches a (non-shared) filter, one at a time, depth first with children in
+   * insertion order: a walk that keeps only a frame per
+   * level of the filter (Map iterators), so a subscription owed many retained messages holds no list of them.
+   * Changes made while it runs are seen or not as a Map iterator sees them; a cleared topic is not yielded.
+   */
+  *iterate(filter: string): Generator<Message, void, undefined> {
     const levels = filter.split('/');
     const n = levels.length;
-    const nodes: RNode[] = [this.root];
-    const depths: number[] = [0];
-    while (nodes.length > 0) {
-      const node = nodes.pop()!;
-      const i = depths.pop()!;
+    const frames: { it: Iterator<RNode>; i: number }[] = [{ it: [this.root][Symbol.iterator](), i: 0 }];
+    while (frames.length > 0) {
+      const f = frames[frames.length - 1]!;
+      const r = f.it.next();
+      if (r.done === true) {
+        frames.pop();
+        continue;
+      }
+      const node = r.value;
+      const i = f.i;
       if (i === n) {
-        if (node.message) out.push(node.message);
+        if (node.message) yield node.message;
         continue;
       }
       const level = levels[i]!;
-      // Filters starting with a wildcard do not match topics starting with '$' [MQTT-4.7.2-1].
       const top = i === 0;
       if (level === '#') {
-        // '#' also matches the parent level itself [MQTT-4.7.1-2].
-        if (!top && node.message) out.push(node.message);
-        this.below(node, out, top);
+        // '#' also matches the parent level itself [MQTT-4.7.1-2]; not a '$' topic from the top [MQTT-4.7.2-1].
+        if (!top && node.message) yield node.message;
+        yield* this.belowIter(node, top);
         continue;
       }
       if (!node.children) continue;
-      if (level === '+') {
-        // Pushed in reverse so that they are visited in insertion order.
-        const children = [...node.children];
-        for (let k = children.length - 1; k >= 0; k--) {
-          const [key, child] = children[k]!;
-          if (top && key.charCodeAt(0) === 36) continue;
-          nodes.push(child);
-          depths.push(i + 1);
-        }
-      } else {
+      if (level === '+') frames.push({ it: childrenOf(node.children, top), i: i + 1 });
+      else {
         const child = node.children.get(level);
-        if (child) {
-          nodes.push(child);
-          depths.push(i + 1);
-        }
+        if (child) frames.push({ it: [child][Symbol.iterator](), i: i + 1 });
       }
     }
-    return out;
   }
 
-  *all(): IterableIterator<Message> {
-    const stack: RNode[] = [this.root];
-    while (stack.length) {
-      const n = stack.pop()!;
-      if (n.message) yield n.message;
-      if (n.children) for (const c of n.children.values()) stack.push(c);
-    }
-  }
-
-  /** Every message strictly below node, depth first, children in insertion order (an explicit stack). */
-  private below(node: RNode, out: Message[], skipDollar: boolean): void {
+  private *belowIter(node: RNode, skipDollar: boolean): Generator<Message, void, undefined> {
     if (!node.children) return;
     const stack: Iterator<[string, RNode]>[] = [node.children.entries()];
     while (stack.length > 0) {
@@ -126,8 +117,25 @@ export class RetainedIndex {
       }
       const [key, child] = r.value;
       if (skipDollar && stack.length === 1 && key.charCodeAt(0) === 36) continue;
-      if (child.message) out.push(child.message);
+      if (child.message) yield child.message;
       if (child.children) stack.push(child.children.entries());
     }
+  }
+
+  *all(): IterableIterator<Message> {
+    const stack: RNode[] = [this.root];
+    while (stack.length) {
+      const n = stack.pop()!;
+      if (n.message) yield n.message;
+      if (n.children) for (const c of n.children.values()) stack.push(c);
+    }
+  }
+}
+
+/** The children of a node, without '$' topics at the top level [MQTT-4.7.2-1]. */
+function* childrenOf(children: Map<string, RNode>, skipDollar: boolean): Generator<RNode, void, undefined> {
+  for (const [key, child] of children) {
+    if (skipDollar && key.charCodeAt(0) === 36) continue;
+    yield child;
   }
 }

@@ -8,6 +8,8 @@ import type { Duplex } from 'node:stream';
 /** Something that runs a function once a condition is met (the broker's committer: once the store committed). */
 export interface Gate {
   after(fn: () => void): void;
+  /** Number of the batch that after() adds to now (grows as batches are taken); gates open in this order. */
+  readonly batch: number;
 }
 
 export interface ConnectionHandler {
@@ -63,8 +65,9 @@ export class Connection {
   private ending = false;
   /** Someone found the connection backed up and waits for room (see writable). */
   private waitingDrain = false;
-  /** Output is held back until a gate opens (see holdUntil). */
-  private held = false;
+  /** Output is held back until a gate opens (see holdUntil): gates not yet open, and the batch of the last. */
+  private holds = 0;
+  private heldBatch = -1;
   /** end() was called while held: it runs when the gate opens. */
   private endWhenOpen = false;
   /** Bytes buffered at which the connection counts as backed up. */
@@ -103,7 +106,7 @@ export class Connection {
    */
   get writable(): boolean {
     if (this.pending + this.socket.writableLength < this.limit) return true;
-    if (this.pending > 0 && !this.held) {
+    if (this.pending > 0 && this.holds === 0) {
       this.flush();
       if (this.socket.writableLength < this.limit) return true;
     }
@@ -116,10 +119,13 @@ export class Connection {
    * uses it so that a packet reaches the client only after the store committed what it depends on.
    */
   holdUntil(gate: Gate): void {
-    if (this.held || this.isClosed) return;
-    this.held = true;
+    if (this.isClosed || this.heldBatch === gate.batch) return;
+    // Held already for an earlier batch: wait for this one too (the last gate to open lets it go).
+    this.holds++;
+    this.heldBatch = gate.batch;
     gate.after(() => {
-      this.held = false;
+      if (--this.holds > 0) return;
+      this.heldBatch = -1;
       if (this.endWhenOpen) {
         this.endWhenOpen = false;
         this.ending = false;
@@ -188,7 +194,7 @@ export class Connection {
   /** Flush what is queued, then close the connection (destroyed if the peer does not read within 2 s). */
   end(): void {
     if (this.isClosed || this.ending) return;
-    if (this.held) {
+    if (this.holds > 0) {
       // What is held goes out (then the socket ends) when the gate opens.
       this.endWhenOpen = true;
       this.ending = true;
@@ -237,7 +243,7 @@ export class Connection {
   /** Hand what is queued to the socket: one write, or one writev for several parts. */
   flush(): void {
     this.queued = false;
-    if (this.pending === 0 || this.isClosed || this.held) return;
+    if (this.pending === 0 || this.isClosed || this.holds > 0) return;
     this.cut();
     const parts = this.parts!;
     this.parts = null;

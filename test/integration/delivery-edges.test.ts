@@ -29,6 +29,28 @@ describe('delivery edges', () => {
     }
   });
 
+  it('a client that repeats SUBSCRIBE # without reading is owed one walk of the retained messages, not one list per SUBSCRIBE', async () => {
+    const tb = await startBroker();
+    try {
+      const total = 20_000;
+      for (let i = 0; i < total; i++) await tb.broker.publish(`y/${i}`, `v${i}`, { retain: true });
+      const sub = new Peer();
+      await sub.connect(tb.port, { clientId: 'resub', clean: true });
+      sub.pauseReading();
+      for (let i = 0; i < 500; i++) {
+        sub.sendPacket({ type: 8, packetId: i + 1, subscriptions: [{ filter: 'y/#', qos: 0, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+      }
+      await until(() => tb.broker.session('resub')?.retainedOwed === 1 && tb.broker.stats.packetsIn >= 501, 10_000);
+      assert.equal(tb.broker.session('resub')!.retainedOwed, 1, 'one cursor for the filter, however often it is subscribed');
+      sub.resumeReading();
+      await until(() => new Set(sub.received.map((r) => r.packet.topic)).size === total, 60_000);
+      assert.equal(new Set(sub.received.map((r) => r.packet.topic)).size, total, 'every retained message arrived once the client read');
+      sub.disconnect();
+    } finally {
+      await tb.close();
+    }
+  });
+
   it('a burst of 6 MiB of QoS 0 routed in one event-loop turn reaches a subscriber that reads, none dropped', async () => {
     const tb = await startBroker({ limits: { maxWriteBuffer: 1024 * 1024 } });
     try {

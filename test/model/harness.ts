@@ -571,6 +571,9 @@ export class Harness {
         let killed = false;
         const kill = (): void => {
           killed = true;
+          // Before the signal: the connections' closes that follow it are expected (restart() would mark them
+          // only after this handler returned, and a loaded machine can deliver a close in between).
+          for (const i of this.sessions) if (i?.conn) i.conn.closing = true;
           broker.child.kill('SIGKILL');
         };
         this.killOnArrival = { inc, kill };
