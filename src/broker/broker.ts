@@ -11,7 +11,8 @@ import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTop
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
 import { Connection } from '../transport/connection.js';
 import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
-import { Client, ClientState } from './client.js';
+import { Client } from './client.js';
+import { ClientState } from './client-state.js';
 import { Committer } from './committer.js';
 import { DeadlineWheel } from './keep-alive.js';
 import { PetrelError } from './errors.js';

@@ -22,17 +22,8 @@ import { handleUnsubscribe } from './handle-unsubscribe.js';
 import type { ClientInfo } from './hooks.js';
 import type { Message } from './message.js';
 import type { Session } from './session.js';
+import { ClientState } from './client-state.js';
 
-export const ClientState = {
-  /** Waiting for CONNECT. */
-  New: 0,
-  /** CONNECT received; authentication (a hook or an AUTH exchange) under way. */
-  Authenticating: 1,
-  Connected: 2,
-  /** Closing or closed: nothing more is read or sent. */
-  Closed: 3,
-} as const;
-export type ClientState = (typeof ClientState)[keyof typeof ClientState];
 
 /** Backlogged packets beyond which the socket is paused. */
 const BACKLOG_PAUSE = 1000;

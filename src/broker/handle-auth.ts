@@ -7,8 +7,8 @@
 import type { AuthPacket } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
 import type { Client } from './client.js';
-import { ClientState } from './client.js';
-import { finishConnect, type PendingConnect } from './handle-connect.js';
+import { ClientState } from './client-state.js';
+import type { PendingConnect } from './handle-connect.js';
 import type { AuthStepResult } from './hooks.js';
 
 /** Connect state kept between AUTH steps of the initial authentication. */
@@ -59,7 +59,7 @@ function applyStep(client: Client, r: AuthStepResult): void {
       const pending = pendingConnects.get(client)!;
       pendingConnects.delete(client);
       pending.authData = r.data;
-      finishConnect(client, pending);
+      pending.authenticated(client, pending);
     } else {
       // Re-authentication succeeded (§4.12.1): AUTH with Success.
       client.reauthenticating = false;

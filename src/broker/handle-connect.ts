@@ -5,7 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import type { ConnectPacket, Properties } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
-import { Client, ClientState } from './client.js';
+import { isSysTopic } from '../protocol/topic.js';
+import { isUtf8 } from '../protocol/utf8.js';
+import type { Client } from './client.js';
+import { ClientState } from './client-state.js';
 import { runAuthStep } from './handle-auth.js';
 import type { AuthenticateResult, AuthorizePublishResult, BrokerMessage } from './hooks.js';
 import { forwardableProperties } from './message.js';
@@ -23,6 +26,8 @@ export interface PendingConnect {
   serverKeepAlive: number | undefined;
   /** Authentication Data to send in CONNACK (enhanced auth). */
   authData: Buffer | undefined;
+  /** Called once the enhanced-authentication method accepted (finishConnect; handle-auth.ts needs no import of this file). */
+  authenticated: (client: Client, pending: PendingConnect) => void;
 }
 
 export function handleConnect(client: Client, p: ConnectPacket): void {
@@ -121,7 +126,7 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
     client.will = { ...p.will, payload: Buffer.from(p.will.payload) };
   }
 
-  const pending: PendingConnect = { packet: p, clientId, assigned, sessionExpiry, cappedExpiry, serverKeepAlive, authData: undefined };
+  const pending: PendingConnect = { packet: p, clientId, assigned, sessionExpiry, cappedExpiry, serverKeepAlive, authData: undefined, authenticated: finishConnect };
 
   // ---- authentication: the enhanced method (if named), then the authenticate hook, then the will ----
   const method = props?.authenticationMethod;
@@ -249,11 +254,6 @@ function willProperties(p: Properties | undefined): Properties | undefined {
   return expiry === undefined ? out : { ...out, messageExpiryInterval: expiry };
 }
 
-/** '$SYS' or a topic under it. */
-export function isSysTopic(topic: string): boolean {
-  return topic.startsWith('$SYS') && (topic.length === 4 || topic.charCodeAt(4) === 47);
-}
-
 /** Every check passed: take over or create the session, send CONNACK, resume delivery. */
 function openConnection(client: Client, pending: PendingConnect): void {
   if (client.state === ClientState.Closed) return;
@@ -315,14 +315,3 @@ function openConnection(client: Client, pending: PendingConnect): void {
 
 export { NO_EXPIRY };
 
-function isUtf8(b: Buffer): boolean {
-  // TextDecoder with fatal: true rejects ill-formed sequences and surrogates.
-  try {
-    utf8.decode(b);
-    return true;
-  } catch {
-    return false;
-  }
-}
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-export { isUtf8 };

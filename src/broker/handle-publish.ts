@@ -4,9 +4,10 @@
 
 import type { PublishPacket } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
+import { isSysTopic } from '../protocol/topic.js';
+import { isUtf8 } from '../protocol/utf8.js';
 import type { Client } from './client.js';
-import { ClientState } from './client.js';
-import { isUtf8 } from './handle-connect.js';
+import { ClientState } from './client-state.js';
 import type { AuthorizePublishResult } from './hooks.js';
 import { forwardableProperties, Message } from './message.js';
 
@@ -68,7 +69,7 @@ export function handlePublish(client: Client, p: PublishPacket): void {
     }
   }
 
-  if (topic.startsWith('$SYS') && (topic.length === 4 || topic.charCodeAt(4) === 47)) {
+  if (isSysTopic(topic)) {
     // '$SYS' is the broker's own namespace: clients do not publish into it (§4.7.2).
     refuse(client, p, ReasonCode.NotAuthorized, 'topics under $SYS are reserved for the broker');
     return;

@@ -8,7 +8,7 @@ import { parseSharedFilter } from '../protocol/topic.js';
 import type { QoS, SubscribePacket, SubscriptionRequest } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
 import type { Client } from './client.js';
-import { ClientState } from './client.js';
+import { ClientState } from './client-state.js';
 import type { AuthorizeSubscribeResult } from './hooks.js';
 
 /** Decide one filter before authorization: a failure code, or -1 if it may go on. */

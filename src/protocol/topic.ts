@@ -123,3 +123,8 @@ export function topicMatches(filter: string, topic: string): boolean {
   }
   return f.length === t.length;
 }
+
+/** '$SYS' or a topic under it: the broker's own namespace (§4.7.2). */
+export function isSysTopic(topic: string): boolean {
+  return topic.startsWith('$SYS') && (topic.length === 4 || topic.charCodeAt(4) === 47);
+}

@@ -104,3 +104,15 @@ export function isValidMqttString(s: string): boolean {
   }
   return true;
 }
+
+const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Whether a buffer is well-formed UTF-8 (no ill-formed sequences, no surrogates): Payload Format Indicator 1. */
+export function isUtf8(b: Uint8Array): boolean {
+  try {
+    fatalUtf8.decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
