@@ -153,33 +153,45 @@ export function finishConnect(client: Client, pending: PendingConnect): void {
   const hook = broker.hooks.authenticate;
   if (hook === undefined) return authorizeWill(client, pending);
   const p = pending.packet;
-  let result: AuthenticateResult | Promise<AuthenticateResult>;
+  runConnectHook(
+    client,
+    'authenticate hook',
+    'authentication failed',
+    () =>
+      hook({
+        clientId: pending.clientId,
+        username: p.username,
+        password: p.password,
+        protocolVersion: p.protocolVersion,
+        remoteAddress: client.conn.remoteAddress,
+        userProperties: p.properties?.userProperties,
+        authenticationMethod: client.authMethod,
+      }),
+    (r) => applyAuthResult(client, pending, r),
+  );
+}
+
+/**
+ * Run a hook that decides a CONNECT, synchronous or not: its answer goes to `decide`; a throw or a rejection
+ * refuses the connection (0x80) and is logged.
+ */
+function runConnectHook<R>(client: Client, what: string, refusal: string, call: () => R | Promise<R>, decide: (r: R) => void, tag = ''): void {
+  const logger = client.broker.logger;
+  let result: R | Promise<R>;
   try {
-    result = hook({
-      clientId: pending.clientId,
-      username: p.username,
-      password: p.password,
-      protocolVersion: p.protocolVersion,
-      remoteAddress: client.conn.remoteAddress,
-      userProperties: p.properties?.userProperties,
-      authenticationMethod: client.authMethod,
-    });
+    result = call();
   } catch (err) {
-    broker.logger.error('authenticate hook threw', { err });
-    return client.refuseConnect(ReasonCode.UnspecifiedError, 'authentication failed');
+    logger.error(`${what} threw${tag}`, { err });
+    return client.refuseConnect(ReasonCode.UnspecifiedError, refusal);
   }
   if (result instanceof Promise) {
-    client.wait(
-      result,
-      (r) => applyAuthResult(client, pending, r),
-      (err: unknown) => {
-        broker.logger.error('authenticate hook rejected', { err });
-        client.refuseConnect(ReasonCode.UnspecifiedError, 'authentication failed');
-      },
-    );
+    client.wait(result, decide, (err: unknown) => {
+      logger.error(`${what} rejected${tag}`, { err });
+      client.refuseConnect(ReasonCode.UnspecifiedError, refusal);
+    });
     return;
   }
-  applyAuthResult(client, pending, result);
+  decide(result);
 }
 
 function applyAuthResult(client: Client, pending: PendingConnect, r: AuthenticateResult): void {
@@ -212,25 +224,14 @@ function authorizeWill(client: Client, pending: PendingConnect): void {
     retain: will.retain,
     properties: willProperties(will.properties),
   };
-  let result: AuthorizePublishResult | Promise<AuthorizePublishResult>;
-  try {
-    result = hook(client.info, msg);
-  } catch (err) {
-    broker.logger.error('authorizePublish hook threw (will)', { err });
-    return client.refuseConnect(ReasonCode.UnspecifiedError, 'will authorization failed');
-  }
-  if (result instanceof Promise) {
-    client.wait(
-      result,
-      (r) => willDecided(client, pending, r),
-      (err: unknown) => {
-        broker.logger.error('authorizePublish hook rejected (will)', { err });
-        client.refuseConnect(ReasonCode.UnspecifiedError, 'will authorization failed');
-      },
-    );
-    return;
-  }
-  willDecided(client, pending, result);
+  runConnectHook(
+    client,
+    'authorizePublish hook',
+    'will authorization failed',
+    () => hook(client.info, msg),
+    (r) => willDecided(client, pending, r),
+    ' (will)',
+  );
 }
 
 function willDecided(client: Client, pending: PendingConnect, r: AuthorizePublishResult): void {
