@@ -10,11 +10,78 @@ import type { Logger, LogLevel } from './logger.js';
 import { LOG_LEVELS } from './logger.js';
 import { defaultMemoryLimit } from './memory-guard.js';
 
+export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
+
 export interface ListenerOptions {
-  /** TCP port; 0 picks a free one (read it from broker.listen()'s result). Default 1883. */
+  /** 'tcp' (default), 'tls', 'ws' (MQTT over WebSocket) or 'wss' (over WebSocket over TLS). */
+  transport?: Transport;
+  /** Port; 0 picks a free one (read it from broker.listen()'s result). Default 1883 (tcp), 8883 (tls), 8080 (ws), 8081 (wss). */
   port?: number;
   /** Address to bind; default '::' (all IPv6 and IPv4 addresses where the system allows dual stack), else '0.0.0.0'. */
   host?: string;
+  /** Name in logs and metrics; default `${transport}:${port}`. */
+  name?: string;
+
+  // ---- TLS (tls, wss) ----
+  /** PEM certificate chain file (required for tls and wss). */
+  cert?: string;
+  /** PEM private key file (required for tls and wss). */
+  key?: string;
+  /** Passphrase of the key, if it is encrypted. */
+  passphrase?: string;
+  /** PEM CA bundle that client certificates are checked against (mTLS). */
+  ca?: string;
+  /** Lowest TLS version accepted. Default 'TLSv1.2'. */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** OpenSSL cipher list (TLS 1.2 and below). Default: Node's. */
+  ciphers?: string;
+  /** Certificates by server name (SNI): { 'host.example': { cert, key } }. */
+  sni?: Record<string, { cert: string; key: string; passphrase?: string }>;
+  /** Refuse clients without a certificate signed by `ca` (mTLS). Default false. */
+  requireCertificate?: boolean;
+  /** PEM certificate revocation list file. */
+  crl?: string;
+  /**
+   * The client certificate as the username: 'cn' (Mosquitto's use_identity_as_username) or 'subject', the RFC 2253
+   * subject (use_subject_as_username). Needs requireCertificate. Default 'none'.
+   */
+  identityAsUsername?: 'none' | 'cn' | 'subject';
+
+  // ---- WebSocket (ws, wss) ----
+  /** HTTP path of the WebSocket endpoint. Default '/mqtt'. */
+  path?: string;
+  /** Origin header values allowed (exact match); default: any (or none sent). */
+  allowedOrigins?: string[];
+  /** Negotiate permessage-deflate. Default false. */
+  perMessageDeflate?: boolean;
+
+  // ---- PROXY protocol (v1 and v2) ----
+  /** Expect a PROXY protocol header (v1 or v2) first on every connection. Default false. */
+  proxyProtocol?: boolean;
+  /** Source addresses (CIDRs) allowed to send a PROXY header; others are closed. Default ['127.0.0.1/8', '::1/128']. */
+  trustedProxies?: string[];
+
+  // ---- limits of this listener ----
+  /** Connections open at once on this listener; 0 = no limit. Default 0. */
+  maxConnections?: number;
+  /** New connections per second on this listener (a token bucket, burst = the rate); 0 = no limit. Default 0. */
+  connectionRate?: number;
+}
+
+/** The password and ACL files (Mosquitto's formats) and the failed-login guard. */
+export interface AuthOptions {
+  /** Mosquitto password file ($6$ and $7$ entries, as mosquitto_passwd writes them). */
+  passwordFile?: string;
+  /** Mosquitto ACL file. */
+  aclFile?: string;
+  /** Accept clients without a user name. Default: false when passwordFile is set, else true. */
+  allowAnonymous?: boolean;
+  /** Password hashes computed at once (off the event loop); more wait in a queue. Default 2. */
+  maxConcurrentHashes?: number;
+  /** CONNECTs waiting for a hash at most; beyond it CONNACK 0x89 Server busy (3.1.1: 3). Default 1000. */
+  maxPendingHashes?: number;
+  /** After maxFailures failed logins from one address within windowSeconds, refuse its CONNECTs for banSeconds. false = off. */
+  loginGuard?: { maxFailures?: number; windowSeconds?: number; banSeconds?: number } | false;
 }
 
 export type StoreOption =
@@ -128,6 +195,8 @@ export interface BrokerOptions {
   hooks?: Hooks;
   /** Enhanced authentication methods by name (MQTT 5.0 section 4.12). */
   authMethods?: Record<string, AuthMethod>;
+  /** Password and ACL files, anonymous access, failed-login protection. */
+  auth?: AuthOptions;
   /** Response Information sent to v5 clients that ask for it (Request Response Information 1). */
   responseInformation?: string;
   /** Seconds granted to close(): after it, remaining connections are destroyed. Default 5. */
@@ -189,8 +258,12 @@ export function resolveLimits(partial: unknown): Limits {
   return limits;
 }
 
+/** A listener with its transport, port and host settled (host '' = every address). */
+export type ResolvedListener = ListenerOptions & { transport: Transport; port: number; host: string };
+
 export interface ResolvedOptions {
-  listeners: Required<ListenerOptions>[];
+  listeners: ResolvedListener[];
+  auth: AuthOptions;
   store: StoreOption;
   limits: Limits;
   hooks: Hooks;
@@ -202,7 +275,7 @@ export interface ResolvedOptions {
 }
 
 const OPTION_KEYS = new Set([
-  'listeners', 'store', 'limits', 'hooks', 'authMethods', 'responseInformation', 'closeTimeout', 'logLevel', 'logger',
+  'listeners', 'store', 'limits', 'hooks', 'authMethods', 'auth', 'responseInformation', 'closeTimeout', 'logLevel', 'logger',
 ]);
 
 export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
@@ -219,7 +292,7 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     if (l.host !== undefined && (typeof l.host !== 'string' || l.host === '')) {
       throw optionError(`listeners[${i}].host`, 'must be a non-empty string');
     }
-    return { port, host: l.host ?? '' };
+    return { ...l, transport: l.transport ?? 'tcp', port, host: l.host ?? '' };
   });
   const store = options.store ?? { type: 'sqlite', dataDir: './data' };
   if (typeof store !== 'object' || store === null) throw optionError('store', "must be { type: 'memory' }, { type: 'sqlite', dataDir } or a Store");
@@ -256,6 +329,7 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     limits: resolveLimits(options.limits),
     hooks: validateHooks(options.hooks),
     authMethods,
+    auth: options.auth ?? {},
     responseInformation: options.responseInformation,
     closeTimeout,
     logLevel,

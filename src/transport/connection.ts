@@ -12,6 +12,20 @@ export interface Gate {
   readonly batch: number;
 }
 
+/** What the listener knows of a connection before any MQTT byte (set by the transport, read by the broker). */
+export interface ConnectionMeta {
+  /** Listener name (ListenerOptions.name). */
+  listener: string;
+  transport: 'tcp' | 'tls' | 'ws' | 'wss';
+  /** Client IP address without port (from the PROXY header where the listener takes one); '' if unknown. */
+  remoteIp: string;
+  /**
+   * The user name the client certificate gives (identityAsUsername 'cn' or 'subject'): such a client is
+   * authenticated by its certificate; undefined when the listener does not take identities from certificates.
+   */
+  certificateUsername?: string;
+}
+
 export interface ConnectionHandler {
   onData(chunk: Buffer): void;
   /** The socket took all it had buffered: the broker may send what it held back. */
@@ -73,6 +87,8 @@ export class Connection {
   /** Bytes buffered at which the connection counts as backed up. */
   private readonly limit: number;
   isClosed = false;
+  /** Listener, transport, client IP, certificate identity (see ConnectionMeta). */
+  meta: ConnectionMeta = { listener: 'tcp', transport: 'tcp', remoteIp: '' };
   /** Bytes handed to the socket in total. */
   bytesOut = 0;
 
