@@ -62,6 +62,11 @@ export interface Subscription extends AsyncIterableIterator<BrokerMessage> {
 export interface PetrelBroker {
   /** Open the listeners (default: those of the options). Port 0 binds a free port; the bound addresses are returned. */
   listen(listeners?: ListenerOptions[]): Promise<BoundAddress[]>;
+  /**
+   * Re-read what can change without a restart (the CLI does it on SIGHUP): TLS certificates, the password and ACL
+   * files. A part that fails keeps its old state; its error is in the result (and logged).
+   */
+  reload(): Promise<{ ok: boolean; errors: { part: string; message: string }[] }>;
   /** Stop accepting, DISCONNECT 0x8B to v5 clients, flush, close the store. */
   close(): Promise<void>;
   /** Publish as the broker, routed like a network PUBLISH; resolves once stored. */
@@ -111,6 +116,9 @@ class PublicBroker implements PetrelBroker {
   }
   close(): Promise<void> {
     return this.#core.close();
+  }
+  reload(): Promise<{ ok: boolean; errors: { part: string; message: string }[] }> {
+    return this.#core.reload();
   }
   publish(topic: string, payload: Buffer | Uint8Array | string, options?: PublishOptions): Promise<void> {
     return this.#core.publish(topic, payload, options);

@@ -247,6 +247,27 @@ export class Broker {
     });
   }
 
+  /**
+   * What reload() re-reads, by part ('tls': listener certificates, 'auth': password and ACL files). Each part
+   * registers itself; a part that throws keeps its old state and its error is reported.
+   */
+  readonly reloaders = new Map<string, () => void | Promise<void>>();
+
+  /** Re-read certificates, password and ACL files (SIGHUP). Parts that fail keep their old state. */
+  async reload(): Promise<{ ok: boolean; errors: { part: string; message: string }[] }> {
+    const errors: { part: string; message: string }[] = [];
+    for (const [part, fn] of this.reloaders) {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push({ part, message: err instanceof Error ? err.message : String(err) });
+        this.logger.error('reload failed; the old settings stay', { part, err });
+      }
+    }
+    if (errors.length === 0) this.logger.info('reloaded', { parts: [...this.reloaders.keys()] });
+    return { ok: errors.length === 0, errors };
+  }
+
   /** Open the configured listeners (or the given ones). Returns the bound addresses. */
   async listen(listeners = this.listenerOptions): Promise<BoundAddress[]> {
     if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
