@@ -25,6 +25,7 @@ import type { Limits, ResolvedOptions } from './options.js';
 import { RetainedIndex } from './retained.js';
 import { Session, subscriptionRecord } from './session.js';
 import { Subscription, TopicTree } from './topic-tree.js';
+import { KeyedRateLimiter } from './rate-limit.js';
 
 export interface BrokerStats {
   connectionsOpened: number;
@@ -63,12 +64,28 @@ export interface BrokerStats {
   connectsRefusedMemory: number;
   /** Connections whose reading was paused because memory was above the watermark. */
   readsPausedMemory: number;
+  /** Sockets closed at accept because limits.maxConnections were open. */
+  connectionsRefusedLimit: number;
+  /** Sockets closed at accept because their IP address went over limits.connectionRatePerAddress. */
+  connectionsRefusedRate: number;
+  /** Times a client's reading was paused for going over limits.maxPublishRate / maxPublishBytesRate. */
+  publishRatePauses: number;
+  /** Clients disconnected for going over their publish rate (limits.rateLimitDisconnect). */
+  publishRateDisconnects: number;
+  /** Topic names and filters refused for being longer than limits.maxTopicLength bytes. */
+  topicLengthRefused: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
 const NEVER = 0xffffffff;
 /** Interval of the expiry pass over retained messages and offline queues, ms. */
 const EXPIRY_SWEEP_MS = 10_000;
+
+/** The IP address of a socket's peer, IPv4-mapped IPv6 addresses as IPv4. */
+export function ipOf(address: string | undefined): string {
+  if (address === undefined) return '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
 
 /** setTimeout for delays longer than 24.8 days. */
 function longTimeout(ms: number, fn: () => void): NodeJS.Timeout {
@@ -119,6 +136,11 @@ export class Broker {
     memoryEpisodes: 0,
     connectsRefusedMemory: 0,
     readsPausedMemory: 0,
+    connectionsRefusedLimit: 0,
+    connectionsRefusedRate: 0,
+    publishRatePauses: 0,
+    publishRateDisconnects: 0,
+    topicLengthRefused: 0,
   };
   closing = false;
   /**
@@ -167,6 +189,8 @@ export class Broker {
       this.stats.internalErrors++;
       this.logger.error('work after a commit failed', { err });
     });
+    const perAddress = options.limits.connectionRatePerAddress;
+    if (perAddress > 0) this.addressRate = new KeyedRateLimiter(perAddress, Math.max(1, perAddress));
     this.memory = new MemoryGuard(options.limits.memoryLimit, { connections: this.clients, stats: this.stats, logger: this.logger });
   }
 
@@ -288,11 +312,41 @@ export class Broker {
 
   /** A new transport connection (TCP here; TLS and WebSocket hand theirs over the same way). */
   handleSocket(socket: net.Socket): void {
-    if (this.closing) {
+    if (this.closing || !this.admit(ipOf(socket.remoteAddress))) {
       socket.destroy();
       return;
     }
     this.acceptConnection(socket, remoteAddressOf);
+  }
+
+  /**
+   * Whether a new socket from this IP address may open a connection under limits.maxConnections and
+   * limits.connectionRatePerAddress (counted when not). The caller closes a refused socket.
+   */
+  admit(ip: string): boolean {
+    const max = this.limits.maxConnections;
+    if (max > 0 && this.clients.size >= max) {
+      this.stats.connectionsRefusedLimit++;
+      this.refusalLog('connection refused: limits.maxConnections reached', ip);
+      return false;
+    }
+    if (this.addressRate !== null && !this.addressRate.allow(ip, Date.now())) {
+      this.stats.connectionsRefusedRate++;
+      this.refusalLog('connection refused: limits.connectionRatePerAddress exceeded', ip);
+      return false;
+    }
+    return true;
+  }
+
+  private addressRate: KeyedRateLimiter | null = null;
+  private lastRefusalLog = 0;
+
+  /** At most one log line per second for refused sockets (a flood must not become a flood of logs). */
+  private refusalLog(msg: string, ip: string): void {
+    const now = Date.now();
+    if (now - this.lastRefusalLog < 1000) return;
+    this.lastRefusalLog = now;
+    this.logger.warn(msg, { remote: ip, refusedLimit: this.stats.connectionsRefusedLimit, refusedRate: this.stats.connectionsRefusedRate });
   }
 
   acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string): Client {
@@ -737,6 +791,12 @@ export class Broker {
 
   /** A reason if the topic name or filter has more than limits.maxTopicLevels levels (counted), else null. */
   tooDeep(topic: string): string | null {
+    const maxLength = this.limits.maxTopicLength;
+    // A UTF-16 unit is at most 3 bytes of UTF-8: only long strings need counting.
+    if (topic.length * 3 > maxLength && Buffer.byteLength(topic, 'utf8') > maxLength) {
+      this.stats.topicLengthRefused++;
+      return `longer than ${maxLength} bytes (limits.maxTopicLength)`;
+    }
     if (!exceedsTopicLevels(topic, this.limits.maxTopicLevels)) return null;
     this.stats.topicLevelsRefused++;
     return `more than ${this.limits.maxTopicLevels} topic levels (limits.maxTopicLevels)`;

@@ -17,6 +17,7 @@ import { handleConnect } from './handle-connect.js';
 import { handleDisconnect } from './handle-disconnect.js';
 import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from './handle-acks.js';
 import { handlePublish } from './handle-publish.js';
+import { TokenBucket } from './rate-limit.js';
 import { handleSubscribe } from './handle-subscribe.js';
 import { handleUnsubscribe } from './handle-unsubscribe.js';
 import type { ClientInfo } from './hooks.js';
@@ -53,6 +54,7 @@ const PAUSE_BACKLOG = 1;
 const PAUSE_MEMORY = 2;
 const PAUSE_ACKS = 4;
 const PAUSE_OUTPUT = 8;
+const PAUSE_RATE = 16;
 
 export class Client implements ConnectionHandler, AckSink {
   readonly broker: Broker;
@@ -122,6 +124,7 @@ export class Client implements ConnectionHandler, AckSink {
     this.window = broker.limits.maxInflight;
     this.lastSeen = broker.tick;
     this.decoder = new ClientDecoder(this, broker.limits.maxPacketSize);
+    this.startRates();
   }
 
   get info(): ClientInfo {
@@ -215,9 +218,55 @@ export class Client implements ConnectionHandler, AckSink {
     else if (before !== 0 && this.pauses === 0 && this.state !== ClientState.Closed) this.conn.resume();
   }
 
-  /** Reading is paused because memory is above the watermark (the keep-alive deadline waits). */
+  /** Reading is paused because memory is above the watermark or for the client's rate (the keep-alive deadline waits). */
   get memoryPaused(): boolean {
-    return (this.pauses & PAUSE_MEMORY) !== 0;
+    return (this.pauses & (PAUSE_MEMORY | PAUSE_RATE)) !== 0;
+  }
+
+  /** Publish rate buckets (limits.maxPublishRate, maxPublishBytesRate): null when neither is set. */
+  private rates: { messages: TokenBucket | null; bytes: TokenBucket | null } | null = null;
+  private rateTimer: NodeJS.Timeout | null = null;
+
+  /** Set up the publish rate buckets, if a rate is configured. */
+  private startRates(): void {
+    const l = this.broker.limits;
+    if (l.maxPublishRate === 0 && l.maxPublishBytesRate === 0) return;
+    const now = Date.now();
+    this.rates = {
+      messages: l.maxPublishRate > 0 ? new TokenBucket(l.maxPublishRate, l.maxPublishRate, now) : null,
+      bytes: l.maxPublishBytesRate > 0 ? new TokenBucket(l.maxPublishBytesRate, l.maxPublishBytesRate, now) : null,
+    };
+  }
+
+  /**
+   * Count one inbound PUBLISH against the client's rates. Over them: with limits.rateLimitDisconnect the client
+   * is disconnected (v5 0x96 Message rate too high) and false returned (the PUBLISH is not handled, nor
+   * acknowledged); else its socket is not read until the debt is paid, and the PUBLISH is handled.
+   */
+  private withinRate(bytes: number): boolean {
+    const r = this.rates!;
+    const now = Date.now();
+    const wait = Math.max(r.messages === null ? 0 : r.messages.take(1, now), r.bytes === null ? 0 : r.bytes.take(bytes, now));
+    if (wait === 0) return true;
+    const stats = this.broker.stats;
+    if (this.broker.limits.rateLimitDisconnect) {
+      stats.publishRateDisconnects++;
+      this.disconnect(ReasonCode.MessageRateTooHigh, 'publish rate above limits.maxPublishRate / maxPublishBytesRate');
+      return false;
+    }
+    if (this.rateTimer === null) {
+      // Later packets (of this chunk too) wait in the backlog, and the socket is not read, until the debt is paid.
+      stats.publishRatePauses++;
+      this.hold();
+      this.setPaused(PAUSE_RATE, true);
+      this.rateTimer = setTimeout(() => {
+        this.rateTimer = null;
+        this.lastSeen = this.broker.tick;
+        this.setPaused(PAUSE_RATE, false);
+        this.release();
+      }, wait);
+    }
+    return true;
   }
 
   /** Not connected yet (its CONNECT must be read, to be refused), or its session holds messages in the heap. */
@@ -319,6 +368,7 @@ export class Client implements ConnectionHandler, AckSink {
     }
     switch (p.type) {
       case PacketType.PUBLISH:
+        if (this.rates !== null && !this.withinRate(p.payload.length)) return;
         handlePublish(this, p);
         return;
       case PacketType.PUBACK:
@@ -587,6 +637,10 @@ export class Client implements ConnectionHandler, AckSink {
       const wasConnected = this.state === ClientState.Connected;
       this.state = ClientState.Closed;
       this.backlog = null;
+      if (this.rateTimer !== null) {
+        clearTimeout(this.rateTimer);
+        this.rateTimer = null;
+      }
       if (!this.normalDisconnect && this.closeReason === ReasonCode.Success) this.closeReason = ReasonCode.UnspecifiedError;
       try {
         if (wasConnected) this.broker.clientGone(this);

@@ -155,6 +155,22 @@ export interface Limits {
    * of the machine's memory (or of the cgroup limit), at most 8 GiB.
    */
   memoryLimit: number;
+  /** Connections open at once, all listeners together; 0 = no limit. Beyond it a new socket is closed at once (counted). Default 0. */
+  maxConnections: number;
+  /** New connections per second from one IP address (a token bucket, burst = the rate); 0 = no limit. Default 0. */
+  connectionRatePerAddress: number;
+  /** Inbound PUBLISH packets per second per client (a token bucket, burst = one second's worth); 0 = no limit. Default 0. */
+  maxPublishRate: number;
+  /** Inbound PUBLISH payload bytes per second per client (a token bucket, burst = one second's worth); 0 = no limit. Default 0. */
+  maxPublishBytesRate: number;
+  /**
+   * What a client over maxPublishRate / maxPublishBytesRate gets: false (default) pauses reading its socket until
+   * it is within its rate again (TCP pushes back on the sender); true disconnects it (v5: DISCONNECT 0x96 Message
+   * rate too high; 3.1/3.1.1: the connection is closed).
+   */
+  rateLimitDisconnect: boolean;
+  /** Longest topic name or filter in bytes (UTF-8); longer ones are refused like too-deep ones (see maxTopicLevels). Default 65535. */
+  maxTopicLength: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -184,6 +200,12 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxTopicLevels: 200,
   maxMatchCacheBytes: 16 * 1024 * 1024,
   memoryLimit: defaultMemoryLimit(),
+  maxConnections: 0,
+  connectionRatePerAddress: 0,
+  maxPublishRate: 0,
+  maxPublishBytesRate: 0,
+  rateLimitDisconnect: false,
+  maxTopicLength: 65535,
 });
 
 export interface BrokerOptions {
@@ -227,6 +249,11 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   maxTopicLevels: [1, 65536],
   maxMatchCacheBytes: [0, Number.MAX_SAFE_INTEGER],
   memoryLimit: [0, Number.MAX_SAFE_INTEGER],
+  maxConnections: [0, Number.MAX_SAFE_INTEGER],
+  connectionRatePerAddress: [0, 1_000_000],
+  maxPublishRate: [0, Number.MAX_SAFE_INTEGER],
+  maxPublishBytesRate: [0, Number.MAX_SAFE_INTEGER],
+  maxTopicLength: [1, 65535],
 };
 const BOOL_LIMITS = new Set([
   'retainAvailable',
@@ -235,6 +262,7 @@ const BOOL_LIMITS = new Set([
   'sharedSubscriptions',
   'allowZeroLengthClientId',
   'queueQos0',
+  'rateLimitDisconnect',
 ]);
 
 export function resolveLimits(partial: unknown): Limits {
