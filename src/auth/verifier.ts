@@ -3,8 +3,9 @@
 // - $7$ entries: crypto.pbkdf2 (libuv's thread pool). $6$ entries: one SHA-512 through WebCrypto's
 //   subtle.digest, which also runs in the thread pool: both kinds go the same way.
 // - At most maxConcurrent hashes run at once (the thread pool, 4 threads by default, is shared with fs, dns
-//   and zlib: a CONNECT flood must not take all of it); at most maxPending more wait in a FIFO queue.
-//   Beyond that verify() answers 'busy' at once (CONNACK 0x89 Server busy).
+//   and zlib: a CONNECT flood must not take all of it); at most maxPending more wait. The waiting ones are
+//   served round-robin by client address, so a flood from one address does not push a healthy client from
+//   another behind all of it. Beyond maxPending verify() answers 'busy' at once (CONNACK 0x89 Server busy).
 // - An unknown user, or a known user without a password, is hashed against a dummy entry of the same kind as
 //   the file's entries, so timing does not tell which users exist; the answer is then 'bad' whatever the hash.
 // - The comparison is crypto.timingSafeEqual over the 64 bytes.
@@ -27,8 +28,9 @@ function hashAsync(e: PasswordEntry, password: Buffer): Promise<Buffer> {
 
 export class PasswordVerifier {
   private running = 0;
-  private readonly queue: (() => void)[] = [];
-  private head = 0;
+  /** Waiting hashes by client address, served round-robin (Map order: the next address to serve first). */
+  private readonly queues = new Map<string, (() => void)[]>();
+  private pending = 0;
   /** The dummy entry hashed for unknown users: the kind and iteration count most entries of the file use. */
   private dummy: PasswordEntry;
 
@@ -47,25 +49,30 @@ export class PasswordVerifier {
 
   /** Hashes running now, and waiting. */
   get load(): { running: number; pending: number } {
-    return { running: this.running, pending: this.queue.length - this.head };
+    return { running: this.running, pending: this.pending };
   }
 
   /** Check a password against the entry of a user (undefined: unknown user). */
-  verify(entry: PasswordEntry | undefined, password: Buffer | undefined): Promise<VerifyResult> | VerifyResult {
-    if (this.running >= this.maxConcurrent && this.queue.length - this.head >= this.maxPending) return 'busy';
+  verify(entry: PasswordEntry | undefined, password: Buffer | undefined, address = ''): Promise<VerifyResult> | VerifyResult {
+    if (this.running >= this.maxConcurrent && this.pending >= this.maxPending) return 'busy';
     const usable = entry !== undefined && password !== undefined && !password.includes(0);
     const e = usable ? entry : this.dummy;
     const pw = password ?? EMPTY;
-    return this.run(async () => {
+    return this.run(address, async () => {
       const got = await hashAsync(e, pw);
       const same = got.length === e.hash.length && timingSafeEqual(got, e.hash);
       return usable && same ? 'ok' : 'bad';
     });
   }
 
-  private async run<T>(fn: () => Promise<T>): Promise<T> {
+  private async run<T>(address: string, fn: () => Promise<T>): Promise<T> {
     if (this.running >= this.maxConcurrent) {
-      await new Promise<void>((resolve) => this.queue.push(resolve));
+      await new Promise<void>((resolve) => {
+        let q = this.queues.get(address);
+        if (q === undefined) this.queues.set(address, (q = []));
+        q.push(resolve);
+        this.pending++;
+      });
     }
     this.running++;
     try {
@@ -77,19 +84,19 @@ export class PasswordVerifier {
   }
 
   private next(): void {
-    if (this.head >= this.queue.length) return;
-    const resolve = this.queue[this.head]!;
-    this.queue[this.head++] = NOOP;
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
-    }
+    const first = this.queues.entries().next();
+    if (first.done) return;
+    const [address, q] = first.value;
+    const resolve = q.shift()!;
+    this.pending--;
+    // This address goes to the back of the line (or leaves it).
+    this.queues.delete(address);
+    if (q.length > 0) this.queues.set(address, q);
     resolve();
   }
 }
 
 const EMPTY = Buffer.alloc(0);
-const NOOP = (): void => {};
 
 function dummyFor(db: PasswordDb): PasswordEntry {
   // The most common (type, iterations, salt length) of the file.

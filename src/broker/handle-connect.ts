@@ -252,7 +252,7 @@ function authenticateDefault(client: Client, pending: PendingConnect): void {
   const passwords = auth.passwords;
   if (passwords !== null && username !== undefined) {
     const entry = passwords.get(username);
-    const r = auth.verifier!.verify(entry, pending.packet.password);
+    const r = auth.verifier!.verify(entry, pending.packet.password, remoteIp(client));
     const decide = (v: 'ok' | 'bad' | 'busy'): void => {
       if (client.state === ClientState.Closed) return;
       if (v === 'ok') {
