@@ -26,6 +26,8 @@ import { RetainedIndex } from './retained.js';
 import { Session, subscriptionRecord } from './session.js';
 import { Subscription, TopicTree } from './topic-tree.js';
 import { KeyedRateLimiter } from './rate-limit.js';
+import { BrokerAuth, UNKNOWN_IDENTITY } from '../auth/auth.js';
+import type { Acl, AclIdentity } from '../auth/acl.js';
 
 export interface BrokerStats {
   connectionsOpened: number;
@@ -67,13 +69,30 @@ export interface BrokerStats {
   /** Sockets closed at accept because limits.maxConnections were open. */
   connectionsRefusedLimit: number;
   /** Sockets closed at accept because their IP address went over limits.connectionRatePerAddress. */
-  connectionsRefusedRate: number;
+  connectionsRefusedAddressRate: number;
   /** Times a client's reading was paused for going over limits.maxPublishRate / maxPublishBytesRate. */
   publishRatePauses: number;
   /** Clients disconnected for going over their publish rate (limits.rateLimitDisconnect). */
   publishRateDisconnects: number;
   /** Topic names and filters refused for being longer than limits.maxTopicLength bytes. */
   topicLengthRefused: number;
+  // ---- authentication and authorization (options.auth, src/auth/) ----
+  /** CONNECTs refused for their credentials: bad password, unknown user, anonymous refused, a hook's refusal. */
+  authFailures: number;
+  /** Of those: clients without a user name refused (allowAnonymous false). */
+  authAnonymousRefused: number;
+  /** CONNECTs refused with 0x89 because the password-hash queue was full (auth.maxPendingHashes). */
+  authBusy: number;
+  /** CONNECTs refused because their address is banned by the login guard (0x8A; 3.1.1: 5). */
+  authBanned: number;
+  /** Addresses banned by the login guard (auth.loginGuard). */
+  authBans: number;
+  /** Connected clients disconnected by a reload because their password-file entry was removed or changed. */
+  authRevoked: number;
+  /** Deliveries (retained messages included) withheld from partially granted subscriptions by the ACL. */
+  aclFiltered: number;
+  /** Subscriptions removed because the ACL no longer allows them (reload, or a session resumed by another user). */
+  aclSubscriptionsRevoked: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
@@ -137,11 +156,21 @@ export class Broker {
     connectsRefusedMemory: 0,
     readsPausedMemory: 0,
     connectionsRefusedLimit: 0,
-    connectionsRefusedRate: 0,
+    connectionsRefusedAddressRate: 0,
     publishRatePauses: 0,
     publishRateDisconnects: 0,
     topicLengthRefused: 0,
+    authFailures: 0,
+    authAnonymousRefused: 0,
+    authBusy: 0,
+    authBanned: 0,
+    authBans: 0,
+    authRevoked: 0,
+    aclFiltered: 0,
+    aclSubscriptionsRevoked: 0,
   };
+  /** Password file, ACL file, anonymous policy, hash queue, login guard (src/auth/auth.ts). */
+  readonly auth: BrokerAuth;
   closing = false;
   /**
    * While true (routing an inbound QoS 2 message whose packet id is not committed yet), whatever is written to a
@@ -192,6 +221,8 @@ export class Broker {
     const perAddress = options.limits.connectionRatePerAddress;
     if (perAddress > 0) this.addressRate = new KeyedRateLimiter(perAddress, Math.max(1, perAddress));
     this.memory = new MemoryGuard(options.limits.memoryLimit, { connections: this.clients, stats: this.stats, logger: this.logger });
+    this.auth = new BrokerAuth(options.auth);
+    if (this.auth.configured) this.reloaders.set('auth', () => this.reloadAuth());
   }
 
   /** The memory watermark (limits.memoryLimit): global backpressure, see memory-guard.ts. */
@@ -244,6 +275,12 @@ export class Broker {
           s, r.filter, shared ? shared.filter : r.filter, shared ? shared.group : null,
           r.qos, r.noLocal, r.retainAsPublished, r.retainHandling, r.subscriptionId,
         );
+        // Whose rights apply is known once its client connects again (recheckSubscriptions): until then no
+        // message passes the ACL for it.
+        if (this.auth.acl !== null) {
+          sub.aclIdentity = UNKNOWN_IDENTITY;
+          this.auth.aclGranted.add(sub);
+        }
         this.tree.add(sub);
         s.subscriptions.set(r.filter, sub);
       }
@@ -331,7 +368,7 @@ export class Broker {
       return false;
     }
     if (this.addressRate !== null && !this.addressRate.allow(ip, Date.now())) {
-      this.stats.connectionsRefusedRate++;
+      this.stats.connectionsRefusedAddressRate++;
       this.refusalLog('connection refused: limits.connectionRatePerAddress exceeded', ip);
       return false;
     }
@@ -346,7 +383,7 @@ export class Broker {
     const now = Date.now();
     if (now - this.lastRefusalLog < 1000) return;
     this.lastRefusalLog = now;
-    this.logger.warn(msg, { remote: ip, refusedLimit: this.stats.connectionsRefusedLimit, refusedRate: this.stats.connectionsRefusedRate });
+    this.logger.warn(msg, { remote: ip, refusedLimit: this.stats.connectionsRefusedLimit, refusedRate: this.stats.connectionsRefusedAddressRate });
   }
 
   acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string): Client {
@@ -696,6 +733,8 @@ export class Broker {
       const s = single[i]!;
       // No Local: not back to the publishing connection's client id [MQTT-3.8.3-3].
       if (s.noLocal && origin === s.recipient.id) continue;
+      // Granted in part by the ACL file: this topic must be readable (never set without an ACL file).
+      if (s.aclIdentity !== null && !this.aclReadable(s.aclIdentity, msg.topic)) continue;
       n++;
       // QoS is the minimum of published and granted [MQTT-3.8.4-8]; RETAIN per Retain As Published [MQTT-3.3.1-12/13].
       s.recipient.deliver(msg, mq < s.qos ? mq : s.qos, s.retainAsPublished && msg.retain, s.subIds, null);
@@ -708,6 +747,7 @@ export class Broker {
       let ids: number[] | undefined;
       for (const s of list) {
         if (s.noLocal && origin === s.recipient.id) continue;
+        if (s.aclIdentity !== null && !this.aclReadable(s.aclIdentity, msg.topic)) continue;
         if (s.qos > qos) qos = s.qos;
         if (s.retainAsPublished) retain = true;
         if (s.subscriptionId !== undefined) (ids ??= []).push(s.subscriptionId);
@@ -718,12 +758,90 @@ export class Broker {
     }
     for (const g of m.shared) {
       // One member of each shared group (§4.8.2).
-      const s = g.pick();
+      let s = g.pick();
+      if (s === null) continue;
+      if (s.aclIdentity !== null && !this.aclReadable(s.aclIdentity, msg.topic)) s = this.readableMember(g.members, msg.topic);
       if (s === null) continue;
       n++;
       s.recipient.deliver(msg, mq < s.qos ? mq : s.qos, s.retainAsPublished && msg.retain, s.subIds, g);
     }
     return n;
+  }
+
+  /** The ACL file's rules, or null without one. */
+  get acl(): Acl | null {
+    return this.auth.acl;
+  }
+
+  /** Whether a partially granted subscription may receive a topic now (counted in aclFiltered when not). */
+  aclReadable(identity: AclIdentity, topic: string): boolean {
+    const acl = this.auth.acl;
+    if (acl === null) return true;
+    if (identity !== UNKNOWN_IDENTITY && acl.canRead(identity, topic)) return true;
+    this.stats.aclFiltered++;
+    return false;
+  }
+
+  /** A shared group's member whose subscription may read the topic (the one picked may not). */
+  private readableMember(members: readonly Subscription[], topic: string): Subscription | null {
+    const acl = this.auth.acl;
+    for (const m of members) {
+      if (!m.recipient.online) continue;
+      if (m.aclIdentity === null || (acl !== null && m.aclIdentity !== UNKNOWN_IDENTITY && acl.canRead(m.aclIdentity, topic))) return m;
+    }
+    return null;
+  }
+
+  /**
+   * The ACL's answer for the subscriptions it granted to a session, for the identity now using it (a client
+   * connected to it, or the ACL was reloaded): refused ones are removed, the others granted in full or in part.
+   */
+  recheckSubscriptions(session: Session, identity: AclIdentity): void {
+    const acl = this.auth.acl;
+    if (acl === null) return;
+    this.auth.sessionIdentity.set(session, identity);
+    for (const sub of [...session.subscriptions.values()]) {
+      if (!this.auth.aclGranted.has(sub)) continue;
+      if (identity === UNKNOWN_IDENTITY) {
+        sub.aclIdentity = UNKNOWN_IDENTITY;
+        continue;
+      }
+      const c = acl.classify(identity, sub.topicFilter);
+      if (c === 'none') {
+        this.stats.aclSubscriptionsRevoked++;
+        this.removeSubscription(session, sub.filter);
+      } else {
+        sub.aclIdentity = c === 'partial' ? identity : null;
+      }
+    }
+  }
+
+  /**
+   * reload() for 'auth': both files re-read (a bad one keeps the old ones; the error names file and line). Then
+   * at once: clients authenticated by a password entry that is gone or changed are disconnected (v5 DISCONNECT
+   * 0x87), and every session's ACL-granted subscriptions are re-checked.
+   */
+  private reloadAuth(): void {
+    const { aclChanged } = this.auth.reread();
+    const passwords = this.auth.passwords;
+    for (const c of [...this.clients]) {
+      if (c.state !== ClientState.Connected) continue;
+      const was = this.auth.byPassword.get(c);
+      if (was === undefined || passwords === null) continue;
+      const now = c.username === undefined ? undefined : passwords.get(c.username);
+      if (now === undefined || now.text !== was) {
+        this.stats.authRevoked++;
+        this.logger.warn('credentials revoked by reload; disconnecting', { client: c.clientId, username: c.username });
+        c.disconnect(ReasonCode.NotAuthorized, 'credentials revoked');
+      }
+    }
+    if (aclChanged) {
+      for (const s of this.sessions.values()) {
+        if (s.ended) continue;
+        const identity = s.client !== null && s.client.state === ClientState.Connected ? s.client.info : (this.auth.sessionIdentity.get(s) ?? UNKNOWN_IDENTITY);
+        this.recheckSubscriptions(s, identity);
+      }
+    }
   }
 
   notifyPublish(client: Client | null, msg: Message): void {

@@ -126,10 +126,17 @@ export function handlePublish(client: Client, p: PublishPacket): void {
     decide(client, p, msg, result);
     return;
   }
+  // Without an ACL file nothing more is checked here.
+  if (broker.acl !== null) return decide(client, p, msg, undefined);
   accept(client, p, msg);
 }
 
 function decide(client: Client, p: PublishPacket, msg: Message, r: AuthorizePublishResult): void {
+  if (r === undefined) {
+    // No hook, or it deferred: the ACL file; allowed without one.
+    const acl = client.broker.acl;
+    r = acl === null || acl.canWrite(client.info, msg.topic);
+  }
   if (r === true) return accept(client, p, msg);
   const code = typeof r === 'number' && r >= 0x80 ? r : ReasonCode.NotAuthorized;
   client.broker.stats.publishDenied++;

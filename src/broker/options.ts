@@ -9,6 +9,7 @@ import { optionError } from './errors.js';
 import type { Logger, LogLevel } from './logger.js';
 import { LOG_LEVELS } from './logger.js';
 import { defaultMemoryLimit } from './memory-guard.js';
+import { resolveAuthOptions, type ResolvedAuth } from '../auth/auth.js';
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
 
@@ -80,8 +81,12 @@ export interface AuthOptions {
   maxConcurrentHashes?: number;
   /** CONNECTs waiting for a hash at most; beyond it CONNACK 0x89 Server busy (3.1.1: 3). Default 1000. */
   maxPendingHashes?: number;
-  /** After maxFailures failed logins from one address within windowSeconds, refuse its CONNECTs for banSeconds. false = off. */
-  loginGuard?: { maxFailures?: number; windowSeconds?: number; banSeconds?: number } | false;
+  /**
+   * After maxFailures failed logins from one address within windowSeconds (defaults 5 and 60), refuse its
+   * CONNECTs for banSeconds (default 300) with CONNACK 0x8A Banned (3.1.1: 5); at most maxTracked addresses
+   * (default 100,000) are remembered. false = off. Default: on with a password file, else off.
+   */
+  loginGuard?: { maxFailures?: number; windowSeconds?: number; banSeconds?: number; maxTracked?: number } | boolean;
 }
 
 export type StoreOption =
@@ -291,7 +296,8 @@ export type ResolvedListener = ListenerOptions & { transport: Transport; port: n
 
 export interface ResolvedOptions {
   listeners: ResolvedListener[];
-  auth: AuthOptions;
+  /** options.auth with its defaults (src/auth/auth.ts resolveAuthOptions). */
+  auth: ResolvedAuth;
   store: StoreOption;
   limits: Limits;
   hooks: Hooks;
@@ -357,7 +363,7 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     limits: resolveLimits(options.limits),
     hooks: validateHooks(options.hooks),
     authMethods,
-    auth: options.auth ?? {},
+    auth: resolveAuthOptions(options.auth),
     responseInformation: options.responseInformation,
     closeTimeout,
     logLevel,

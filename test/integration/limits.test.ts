@@ -68,7 +68,7 @@ describe('limits', () => {
       const ok = [];
       for (let i = 0; i < 3; i++) ok.push(await RawClient.connect(tb.port, 4, { clientId: `r${i}` }));
       assert.equal(await closedWithoutWord(tb.port, 2000), true, 'fourth connection in the same second closed');
-      assert.ok(tb.broker.stats.connectionsRefusedRate >= 1);
+      assert.ok(tb.broker.stats.connectionsRefusedAddressRate >= 1);
       for (const c of ok) c.client.destroy();
       // The bucket refills: after a second a new connection is accepted.
       await new Promise((r) => setTimeout(r, 1100));
