@@ -269,6 +269,7 @@ function openConnection(client: Client, pending: PendingConnect): void {
   client.session = session;
   broker.keepAliveStarts(client);
   broker.stats.connects++;
+  broker.obs.connectDecided(client, 0);
 
   let connack: Buffer;
   if (p.protocolVersion === 5) {
