@@ -170,6 +170,7 @@ export class Obs {
 
   /** A PUBLISH went out to a client. */
   sent(qos: number, bytes: number): void {
+    this.packetsOut[3]!++;
     this.messagesOut[qos]!++;
     this.payloadBytesOut += bytes;
   }
