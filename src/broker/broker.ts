@@ -675,8 +675,11 @@ export class Broker {
       // An empty retained message clears the topic and is not stored [MQTT-3.3.1-6/7].
       const value = msg.payload.length === 0 ? null : msg;
       this.setRetainedIndex(msg.topic, value);
-      this.store.setRetained(msg.topic, value);
-      this.committer.touch();
+      // $SYS values are the running broker's (src/observability/sys.ts): not kept across a restart.
+      if (!msg.topic.startsWith('$SYS/')) {
+        this.store.setRetained(msg.topic, value);
+        this.committer.touch();
+      }
     }
     return this.route(msg);
   }

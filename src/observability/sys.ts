@@ -18,6 +18,7 @@
 //   published when they move by 0.01 or more, "%.2f".
 
 import type { Broker } from '../broker/broker.js';
+import { Message } from '../broker/message.js';
 import { petrelVersionSync } from './version.js';
 
 const LOADS = [
@@ -173,11 +174,12 @@ export class SysTree {
 
   /** Publish a retained value if it changed since the last time. */
   private publish(topic: string, value: string): void {
-    if (this.last.get(topic) === value) return;
+    if (this.last.get(topic) === value || this.broker.closing) return;
     this.last.set(topic, value);
     this.published++;
-    this.broker.publish(topic, value, { qos: 0, retain: true }).catch((err: unknown) => {
-      if (!this.broker.closing) this.broker.logger.error('$SYS publish failed', { topic, err });
-    });
+    // Routed like any message (subscriptions, and whatever authorization they passed, decide who gets it); no
+    // onPublish hook, no store write.
+    const b = this.broker;
+    b.publishMessage(new Message(b.nextMessageId(), topic, Buffer.from(value, 'utf8'), 0, true, undefined, undefined, Date.now(), undefined));
   }
 }
