@@ -36,6 +36,16 @@ class Custom {
 }
 
 const PACKET_NAMES = ['reserved', 'connect', 'connack', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp', 'subscribe', 'suback', 'unsubscribe', 'unsuback', 'pingreq', 'pingresp', 'disconnect', 'auth'];
+const COMMON_DISCONNECTS = [
+  'client\0client_disconnect',
+  'client\0client_disconnect_with_will',
+  'server\0connection_lost',
+  'server\0keepalive_timeout',
+  'server\0taken_over',
+  'server\0kicked',
+  'server\0protocol_error',
+  'server\0shutdown',
+];
 const RECEIVED_TYPES = [1, 3, 4, 5, 6, 7, 8, 10, 12, 14, 15];
 const SENT_TYPES = [2, 3, 4, 5, 6, 7, 9, 11, 13, 14, 15];
 
@@ -223,9 +233,10 @@ export function buildRegistry(broker: Broker, openMetrics: boolean): MetricsRegi
     return out;
   });
   metric('petrel_disconnects_total', 'counter', 'Connected clients gone, by initiator (client, server) and reason.', () => {
-    const out = split(obs.disconnects, ['initiator', 'reason']);
-    if (out.length === 0) out.push({ labels: { initiator: 'client', reason: 'client_disconnect' }, value: 0 });
-    return out;
+    // The usual series exist from the start (at 0), so that rate() and alerts see them before the first event.
+    const m = new Map(COMMON_DISCONNECTS.map((k) => [k, 0]));
+    for (const [k, v] of obs.disconnects) m.set(k, v);
+    return split(m, ['initiator', 'reason']);
   });
   metric('petrel_packets_received_total', 'counter', 'MQTT packets received, by type.', () =>
     RECEIVED_TYPES.map((t) => ({ labels: { type: PACKET_NAMES[t]! }, value: obs.packetsIn[t]! })),
