@@ -28,6 +28,8 @@ import { Subscription, TopicTree } from './topic-tree.js';
 import { KeyedRateLimiter } from './rate-limit.js';
 import { BrokerAuth, UNKNOWN_IDENTITY } from '../auth/auth.js';
 import type { Acl, AclIdentity } from '../auth/acl.js';
+import { Obs } from '../observability/counters.js';
+import { startObservability, type HttpAddress, type Observability } from '../observability/index.js';
 
 export interface BrokerStats {
   connectionsOpened: number;
@@ -223,6 +225,27 @@ export class Broker {
     this.memory = new MemoryGuard(options.limits.memoryLimit, { connections: this.clients, stats: this.stats, logger: this.logger });
     this.auth = new BrokerAuth(options.auth);
     if (this.auth.configured) this.reloaders.set('auth', () => this.reloadAuth());
+    this.obs = new Obs(options.http !== undefined && options.metrics);
+    this.committer.commitRecorder = this.obs.timing ? this.obs.commit : null;
+    this.observabilityOptions = options;
+  }
+
+  /** Counters and latency recorders (src/observability/counters.ts), read by /metrics and $SYS. */
+  readonly obs: Obs;
+  private readonly observabilityOptions: ResolvedOptions;
+  /** The HTTP listener and the $SYS tree, once started. */
+  private observability: Observability | null = null;
+  /** When start() opened the store (ms). */
+  startedAt = 0;
+
+  /** MQTT listeners bound now (readiness). */
+  get boundListeners(): number {
+    return this.listeners.length;
+  }
+
+  /** The HTTP listener's address, once listen() opened it. */
+  get httpAddress(): HttpAddress | null {
+    return this.observability?.httpAddress ?? null;
   }
 
   /** The memory watermark (limits.memoryLimit): global backpressure, see memory-guard.ts. */
@@ -301,6 +324,8 @@ export class Broker {
     this.expiryTimer = setInterval(() => this.guarded('expiry pass', () => this.expireAll()), EXPIRY_SWEEP_MS);
     this.expiryTimer.unref();
     this.memory.start();
+    this.startedAt = Date.now();
+    this.observability = startObservability(this, this.observabilityOptions);
     this.logger.info('store opened', {
       store: this.store.kind,
       sessions: state.sessions.length,
@@ -337,6 +362,7 @@ export class Broker {
     try {
       const keepAliveMs = this.limits.tcpKeepAlive * 1000;
       for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s), keepAliveMs));
+      if (this.observability !== null) await this.observability.listen();
     } catch (err) {
       await Promise.all(opened.map((l) => l.close()));
       const e = err as NodeJS.ErrnoException;
@@ -409,6 +435,7 @@ export class Broker {
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.memory.stop();
+    this.observability?.draining();
     // Stop accepting now; net.Server's close callback waits for every connection, so it is awaited last.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     this.listeners = [];
@@ -440,6 +467,7 @@ export class Broker {
         this.logger.error('store close failed', { err });
       }
     }
+    await this.observability?.close();
     this.closed = true;
     this.logger.info('broker closed');
   }
@@ -494,11 +522,13 @@ export class Broker {
       session.willStored = true;
       this.persistSession(session, client);
     }
+    this.obs.sessionOpened(sessionPresent);
     return { session, sessionPresent };
   }
 
   /** CONNACK is out and the session attached. */
   clientConnected(client: Client): void {
+    this.obs.connected(client, this.stats.connects - this.obs.connectedGone);
     if (this.logger.debugEnabled !== false) {
       this.logger.debug('client connected', { client: client.clientId, remote: client.conn.remoteAddress, version: client.version });
     }
@@ -508,14 +538,14 @@ export class Broker {
 
   /** A connection that never completed CONNECT went away. */
   forgetClient(client: Client): void {
-    this.clients.delete(client);
+    if (this.clients.delete(client)) this.obs.socketClosed(client, false);
     this.deadlines.remove(client);
     this.memory.forget(client);
   }
 
   /** A connected client's connection ended (or is ending). */
   clientGone(client: Client): void {
-    this.clients.delete(client);
+    if (this.clients.delete(client)) this.obs.socketClosed(client, true);
     this.deadlines.remove(client);
     this.memory.forget(client);
     if (client.released) return;
@@ -571,7 +601,7 @@ export class Broker {
     if (session.expiryTimer) clearTimeout(session.expiryTimer);
     session.expiryTimer = longTimeout(at - now, () => {
       session.expiryTimer = null;
-      if (session.client === null && !session.ended) this.guarded('session expiry', () => this.endSession(session));
+      if (session.client === null && !session.ended) this.guarded('session expiry', () => { this.obs.sessionsExpired++; this.endSession(session); });
     });
   }
 
@@ -682,8 +712,11 @@ export class Broker {
       // An empty retained message clears the topic and is not stored [MQTT-3.3.1-6/7].
       const value = msg.payload.length === 0 ? null : msg;
       this.setRetainedIndex(msg.topic, value);
-      this.store.setRetained(msg.topic, value);
-      this.committer.touch();
+      // $SYS values are the running broker's (src/observability/sys.ts): not kept across a restart.
+      if (!msg.topic.startsWith('$SYS/')) {
+        this.store.setRetained(msg.topic, value);
+        this.committer.touch();
+      }
     }
     return this.route(msg);
   }

@@ -116,6 +116,9 @@ export class Client implements ConnectionHandler, AckSink {
   private ackBatch = -1;
   private ackBytes = 0;
   private infoCache: ClientInfo | null = null;
+  /** performance.now() at accept and at CONNECT, for the latency histograms (0 when metrics are off). */
+  openedAt: number;
+  connectAt = 0;
 
   constructor(broker: Broker, conn: Connection) {
     this.broker = broker;
@@ -123,6 +126,7 @@ export class Client implements ConnectionHandler, AckSink {
     conn.handler = this;
     this.window = broker.limits.maxInflight;
     this.lastSeen = broker.tick;
+    this.openedAt = broker.obs.now();
     this.decoder = new ClientDecoder(this, broker.limits.maxPacketSize);
     this.startRates();
   }
@@ -349,6 +353,7 @@ export class Client implements ConnectionHandler, AckSink {
 
   private dispatch(p: Packet): void {
     const state = this.state;
+    this.broker.obs.packetsIn[p.type]!++;
     if (state === ClientState.New) {
       // The first packet must be CONNECT [MQTT-3.1.0-1].
       if (p.type !== PacketType.CONNECT) {
@@ -356,6 +361,7 @@ export class Client implements ConnectionHandler, AckSink {
         return;
       }
       this.broker.stats.packetsIn++;
+      this.connectAt = this.broker.obs.now();
       handleConnect(this, p);
       return;
     }
@@ -431,6 +437,7 @@ export class Client implements ConnectionHandler, AckSink {
   sendRaw(data: Buffer): void {
     // Empty: a packet that did not fit the client's Maximum Packet Size (see encode()).
     if (this.state === ClientState.Closed || data.length === 0) return;
+    this.broker.obs.packetsOut[data[0]! >> 4]!++;
     // Acks are freshly encoded or immutable constants: no copy needed for the first write of a turn.
     this.conn.write(data, true);
   }
@@ -438,7 +445,9 @@ export class Client implements ConnectionHandler, AckSink {
   sendPacket(p: Packet): void {
     if (this.state === ClientState.Closed) return;
     const data = this.encode(p);
-    if (data.length !== 0) this.conn.write(data, true);
+    if (data.length === 0) return;
+    this.conn.write(data, true);
+    this.broker.obs.packetsOut[p.type]!++;
   }
 
   /**
@@ -474,6 +483,7 @@ export class Client implements ConnectionHandler, AckSink {
   }
 
   private sendRawPacket4(p: Packet): void {
+    this.broker.obs.packetsOut[p.type]!++;
     this.conn.write(encodePacket(p, 4));
   }
 
@@ -553,6 +563,7 @@ export class Client implements ConnectionHandler, AckSink {
       this.conn.writeWithHeader(h.header, h.packetIdOffset, packetId, dup ? 0x08 : 0, msg.payload);
     }
     this.broker.stats.messagesOut++;
+    this.broker.obs.sent(qos, msg.payload.length);
     if (this.broker.holdDeliveries) this.holdOutputForCommit();
     return true;
   }
@@ -582,6 +593,7 @@ export class Client implements ConnectionHandler, AckSink {
       if (this.state === ClientState.Connected) {
         this.sendPacket({ type: 14, reasonCode, properties: { reasonString: reason } });
       } else {
+        this.broker.obs.connectDecided(this, reasonCode);
         this.sendPacket({ type: 2, sessionPresent: false, reasonCode, properties: this.reasonProps(reason) });
       }
     }
@@ -592,6 +604,7 @@ export class Client implements ConnectionHandler, AckSink {
   refuseConnect(reasonCode: number, reason: string): void {
     if (this.state === ClientState.Closed) return;
     this.broker.stats.connectsRefused++;
+    this.broker.obs.connectDecided(this, reasonCode);
     this.broker.logger.info('connection refused', {
       client: this.clientId || undefined,
       remote: this.conn.remoteAddress,

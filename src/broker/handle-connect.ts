@@ -353,6 +353,7 @@ function openConnection(client: Client, pending: PendingConnect): void {
   if (broker.acl !== null) broker.recheckSubscriptions(session, client.info);
   broker.keepAliveStarts(client);
   broker.stats.connects++;
+  broker.obs.connectDecided(client, 0);
 
   let connack: Buffer;
   if (p.protocolVersion === 5) {

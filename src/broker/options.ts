@@ -230,6 +230,24 @@ export interface BrokerOptions {
   closeTimeout?: number;
   logLevel?: LogLevel;
   logger?: Logger;
+  /** HTTP listener for /metrics and the health probes (src/observability). Default: none. */
+  http?: HttpOptions;
+  /** Prometheus metrics and latency histograms on the HTTP listener. Default true (nothing is timed without `http`). */
+  metrics?: boolean;
+  /** Seconds between $SYS updates (Mosquitto's sys_interval); 0 = no $SYS tree. Default 10. */
+  sysInterval?: number;
+}
+
+/** The HTTP listener: /metrics (with the auth below), /livez, /readyz, /healthz (always open). */
+export interface HttpOptions {
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** Address to bind. Default '127.0.0.1' (loopback). */
+  host?: string;
+  /** Bearer token /metrics requires (Authorization: Bearer <token>). */
+  token?: string;
+  /** User name and password /metrics requires (Authorization: Basic). With token too, either is accepted. */
+  basicAuth?: { username: string; password: string };
 }
 
 const INT_LIMITS: Record<string, [min: number, max: number]> = {
@@ -306,10 +324,14 @@ export interface ResolvedOptions {
   closeTimeout: number;
   logLevel: LogLevel;
   logger: Logger | undefined;
+  http: (HttpOptions & { host: string }) | undefined;
+  metrics: boolean;
+  sysInterval: number;
 }
 
 const OPTION_KEYS = new Set([
   'listeners', 'store', 'limits', 'hooks', 'authMethods', 'auth', 'responseInformation', 'closeTimeout', 'logLevel', 'logger',
+  'http', 'metrics', 'sysInterval',
 ]);
 
 export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
@@ -368,5 +390,36 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     closeTimeout,
     logLevel,
     logger: options.logger,
+    ...resolveObservability(options),
   };
+}
+
+/** The http, metrics and sysInterval options (src/observability). */
+function resolveObservability(options: BrokerOptions): Pick<ResolvedOptions, 'http' | 'metrics' | 'sysInterval'> {
+  const metrics = options.metrics ?? true;
+  if (typeof metrics !== 'boolean') throw optionError('metrics', `must be true or false, got ${JSON.stringify(metrics)}`);
+  const sysInterval = options.sysInterval ?? 10;
+  if (typeof sysInterval !== 'number' || !Number.isInteger(sysInterval) || sysInterval < 0 || sysInterval > 86400) {
+    throw optionError('sysInterval', `must be an integer number of seconds from 0 (off) to 86400, got ${JSON.stringify(sysInterval)}`);
+  }
+  const h = options.http;
+  if (h === undefined) return { http: undefined, metrics, sysInterval };
+  if (h === null || typeof h !== 'object') throw optionError('http', 'must be an object { port, host?, token?, basicAuth? }');
+  for (const key of Object.keys(h)) {
+    if (!['port', 'host', 'token', 'basicAuth'].includes(key)) throw optionError(`http.${key}`, 'unknown option; known options are port, host, token, basicAuth');
+  }
+  if (!Number.isInteger(h.port) || h.port < 0 || h.port > 65535) {
+    throw optionError('http.port', `must be an integer from 0 to 65535, got ${JSON.stringify(h.port)}`);
+  }
+  if (h.host !== undefined && (typeof h.host !== 'string' || h.host === '')) throw optionError('http.host', 'must be a non-empty string');
+  if (h.token !== undefined && (typeof h.token !== 'string' || h.token === '')) throw optionError('http.token', 'must be a non-empty string');
+  const b = h.basicAuth;
+  if (b !== undefined) {
+    if (b === null || typeof b !== 'object') throw optionError('http.basicAuth', 'must be { username, password }');
+    if (typeof b.username !== 'string' || b.username === '' || b.username.includes(':')) {
+      throw optionError('http.basicAuth.username', 'must be a non-empty string without ":"');
+    }
+    if (typeof b.password !== 'string' || b.password === '') throw optionError('http.basicAuth.password', 'must be a non-empty string');
+  }
+  return { http: { ...h, host: h.host ?? '127.0.0.1' }, metrics, sysInterval };
 }

@@ -18,6 +18,8 @@ export async function startBroker(options: BrokerOptions = {}): Promise<TestBrok
     listeners: [{ port: 0, host: '127.0.0.1' }],
     logLevel: 'silent',
     closeTimeout: 1,
+    // No $SYS tree unless a test asks for it: its retained messages would be in every count.
+    sysInterval: 0,
     ...options,
   });
   let addresses;
