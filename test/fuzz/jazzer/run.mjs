@@ -52,14 +52,14 @@ function parseStats(text) {
  * Runs a target; resolves { target, ok, seconds, executed, cov, ft, corpus, execPerSec, peakRssMb, findings, output }.
  * findings: the files libFuzzer wrote under build/jazzer/findings/<target>/ during this run.
  */
-export async function runTarget({ target, seconds, runs, seed, keepCorpus = false, quiet = false }) {
+export async function runTarget({ target, seconds, runs, seed, keepCorpus = false, quiet = false, work = join(build, 'jazzer') }) {
   const t = TARGETS[target];
   if (!t) throw new Error(`unknown target ${target} (decoder, broker)`);
   const addon = ensureAddon({ quiet: true });
   const { writeSeeds } = await import(pathToFileURL(join(build, 'test', 'fuzz', 'jazzer', 'seeds.js')).href);
-  const seedDir = join(build, 'jazzer', 'seeds', target);
-  const corpusDir = join(build, 'jazzer', 'corpus', target);
-  const findingsDir = join(build, 'jazzer', 'findings', target);
+  const seedDir = join(work, 'seeds', target);
+  const corpusDir = join(work, 'corpus', target);
+  const findingsDir = join(work, 'findings', target);
   const seeds = writeSeeds(target, seedDir);
   if (!keepCorpus) rmSync(corpusDir, { recursive: true, force: true });
   mkdirSync(corpusDir, { recursive: true });
