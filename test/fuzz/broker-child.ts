@@ -8,6 +8,7 @@
 // campaign's AUTH sequences: CONNECT data 'hello' → continue with 'challenge'; AUTH data 'answer' → success;
 // anything else → fail 0x87.
 
+import { writeHeapSnapshot } from 'node:v8';
 import { createBroker } from '../../src/index.js';
 
 let unhandledRejections = 0;
@@ -29,11 +30,12 @@ const broker = await createBroker({
   listeners: [{ port: 0, host: '127.0.0.1' }],
   logLevel: 'silent',
   closeTimeout: 1,
-  limits: { maxPacketSize: 256 * 1024, connectTimeout: 2 },
+  // PETREL_FUZZ_LIMITS (JSON) adds to or overrides these (the campaign bounds the offline queues with it).
+  limits: { maxPacketSize: 256 * 1024, connectTimeout: 2, ...(JSON.parse(process.env.PETREL_FUZZ_LIMITS ?? '{}') as object) },
 });
 const [addr] = await broker.listen();
 
-type Request = { type: 'stats' | 'gc' | 'close' };
+type Request = { type: 'stats' | 'gc' | 'close' | 'snapshot' };
 
 process.on('message', (m: Request) => {
   if (m.type === 'stats') {
@@ -53,6 +55,9 @@ process.on('message', (m: Request) => {
       gc();
     }
     process.send!({ type: 'gc' });
+  } else if (m.type === 'snapshot') {
+    // PETREL_FUZZ_SNAPSHOT=<dir>: a heap snapshot, to see what memory the fuzz left behind.
+    process.send!({ type: 'snapshot', file: writeHeapSnapshot(undefined) });
   } else if (m.type === 'close') {
     void broker.close().finally(() => process.exit(0));
     setTimeout(() => process.exit(3), 5000).unref();

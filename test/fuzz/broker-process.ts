@@ -24,9 +24,10 @@ export class BrokerProcess {
   stderr = '';
   private replies: ((m: { type: string }) => void)[] = [];
 
-  async start(): Promise<void> {
+  /** limits: added to the child's broker limits (broker-child.ts). */
+  async start(limits: Record<string, number> = {}): Promise<void> {
     const script = fileURLToPath(new URL('./broker-child.js', import.meta.url));
-    this.child = fork(script, [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    this.child = fork(script, [], { execArgv: ['--expose-gc'], env: { ...process.env, PETREL_FUZZ_LIMITS: JSON.stringify(limits) }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     this.child.stderr!.setEncoding('utf8');
     this.child.stderr!.on('data', (d: string) => {
       this.stderr = (this.stderr + d).slice(-8000);
@@ -56,13 +57,18 @@ export class BrokerProcess {
         this.replies.push((m) => resolve(m as T));
         this.child.send({ type });
       }),
-      5000,
+      type === 'snapshot' ? 60_000 : 5000,
       `the broker child to answer ${type}`,
     );
   }
 
   stats(): Promise<ChildStats> {
     return this.ask<ChildStats>('stats');
+  }
+
+  /** Writes a heap snapshot in the child's working directory; resolves with its file name. */
+  async snapshot(): Promise<string> {
+    return (await this.ask<{ file: string }>('snapshot')).file;
   }
 
   async gc(): Promise<void> {

@@ -37,7 +37,8 @@ export interface CampaignOptions {
   sequences: number;
   seed: number;
   parallel?: number;
-  /** Bound on RSS growth (after GC, end vs start) and on the peak above the start, MB. */
+  /** Bounds, MB: live memory (heap + external) and RSS growth after GC, end vs start; RSS peak above the start. */
+  liveGrowthBoundMb?: number;
   rssGrowthBoundMb?: number;
   rssPeakBoundMb?: number;
   log?: (line: string) => void;
@@ -59,6 +60,13 @@ export interface CampaignResult {
   rssStartMb: number;
   rssPeakMb: number;
   rssEndMb: number;
+  /** After every campaign session was ended by a clean-start connection, and a GC. */
+  rssCleanMb: number;
+  /** V8 heap in use plus external memory (Buffers), MB, after GC: at the start, and after ending the sessions. */
+  liveStartMb: number;
+  liveCleanMb: number;
+  sessionsAtEnd: number;
+  retainedAtEnd: number;
   internalErrors: number;
   unhandledRejections: number;
   protocolErrors: number;
@@ -70,7 +78,7 @@ type State = (typeof STATES)[number];
 
 const TOPIC_ALIAS_MAX = 64; // the broker-child's default limits.topicAliasMaximum
 
-class Gen {
+export class Gen {
   readonly rnd: () => number;
   constructor(seed: number) {
     this.rnd = prng(seed);
@@ -328,10 +336,31 @@ function openSocket(port: number): Promise<net.Socket> {
   });
 }
 
-async function runSequence(port: number, seq: Sequence, g: Gen, tally: Tally): Promise<void> {
+/**
+ * The version the broker takes the connection to be, to decode what it sends: that of the first CONNECT as the
+ * broker's own decoder reads the bytes sent (a mutated CONNECT may name another level; an unsupported level is
+ * answered in the 3.1.1 form [MQTT-3.1.2-2]; without a CONNECT nothing is sent back).
+ */
+function brokerSeesVersion(seq: Sequence): ProtocolVersion {
+  const d = new Decoder({ side: 'server' });
+  let v: ProtocolVersion | null = null;
+  d.onPacket = (p) => {
+    if (v === null && p.type === 1) v = p.protocolVersion;
+  };
+  d.onError = (e) => {
+    if (v === null && (e.protocolVersion === 3 || e.protocolVersion === 4 || e.protocolVersion === 5) && e.reasonCode !== 0x84) v = e.protocolVersion;
+  };
+  for (const p of seq.packets) {
+    d.push(p);
+    if (v !== null || d.failed) break;
+  }
+  return v ?? 4;
+}
+
+export async function runSequence(port: number, seq: Sequence, g: Gen, tally: Tally, n = 0): Promise<void> {
   const s = await openSocket(port);
   s.on('error', () => {});
-  const decoder = new Decoder({ side: 'client', protocolVersion: seq.version });
+  const decoder = new Decoder({ side: 'client', protocolVersion: brokerSeesVersion(seq) });
   const inbound: Buffer[] = [];
   let done: (() => void) | null = null;
   let closed = false;
@@ -344,7 +373,7 @@ async function runSequence(port: number, seq: Sequence, g: Gen, tally: Tally): P
   };
   decoder.onError = (e) => {
     if (tally.badOutput.length < 5) {
-      tally.badOutput.push(`v${seq.version} ${seq.state} [${seq.mutations.join(', ')}]: ${String(e)}\n    received: ${Buffer.concat(inbound).toString('hex')}\n    sent: ${seq.packets.map((b) => b.toString('hex')).join(' ')}`);
+      tally.badOutput.push(`#${n} v${seq.version} ${seq.state} [${seq.mutations.join(', ')}]: ${String(e)}\n    received: ${Buffer.concat(inbound).toString('hex')}\n    sent: ${seq.packets.map((b) => b.toString('hex')).join(' ')}`);
     }
   };
   s.on('data', (d: Buffer) => {
@@ -377,12 +406,13 @@ async function runSequence(port: number, seq: Sequence, g: Gen, tally: Tally): P
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const log = o.log ?? ((l: string) => console.log(l));
   const parallel = o.parallel ?? 24;
-  const g = new Gen(o.seed);
   const broker = new BrokerProcess();
-  await broker.start();
+  // Offline sessions of the campaign's 50 client ids queue what their subscriptions match: bounded here, so
+  // that the peak RSS says something about the broker and not about the default queue limits.
+  await broker.start({ maxQueuedMessages: 1000, maxQueuedBytes: 1024 * 1024, maxMatchCacheBytes: 1024 * 1024 });
   const res: CampaignResult = {
     sequences: 0, packets: 0, mutated: 0, ms: 0, closedByBroker: 0, pingAnswered: 0, byState: {}, byMutation: {}, badOutput: [],
-    canarySent: 0, canaryReceived: 0, canaryError: null, rssStartMb: 0, rssPeakMb: 0, rssEndMb: 0, internalErrors: 0,
+    canarySent: 0, canaryReceived: 0, canaryError: null, rssStartMb: 0, rssPeakMb: 0, rssEndMb: 0, rssCleanMb: 0, liveStartMb: 0, liveCleanMb: 0, sessionsAtEnd: 0, retainedAtEnd: 0, internalErrors: 0,
     unhandledRejections: 0, protocolErrors: 0, brokerDied: null,
   };
   const canary = await connectMqtt(`mqtt://127.0.0.1:${broker.port}`, { ...versionOptions(5), clientId: `canary-${o.seed}` });
@@ -391,6 +421,8 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     await broker.gc();
     await sleep(100);
     const rssStart = broker.rss();
+    const live = (m: NodeJS.MemoryUsage): number => (m.heapUsed + m.external) / 1048576;
+    res.liveStartMb = live((await broker.stats()).memory);
     res.rssStartMb = rssStart / 1048576;
     let peak = rssStart;
     const sampler = setInterval(() => {
@@ -422,12 +454,15 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     const worker = async (): Promise<void> => {
       while (next < o.sequences && !broker.exited) {
         const n = next++;
-        const seq = generate(g, n);
+        // Each sequence from its own generator: the same seed and index give the same sequence, whatever
+        // the interleaving of the workers (a failure names its index: replay with --seed and --only).
+        const sg = new Gen((o.seed ^ Math.imul(n + 1, 0x9e3779b1)) >>> 0);
+        const seq = generate(sg, n);
         res.byState[`${seq.state} v${seq.version}`] = (res.byState[`${seq.state} v${seq.version}`] ?? 0) + 1;
         for (const m of seq.mutations) res.byMutation[m] = (res.byMutation[m] ?? 0) + 1;
         if (seq.mutations.length > 0) res.mutated++;
         res.packets += seq.packets.length;
-        await runSequence(broker.port, seq, g, tally);
+        await runSequence(broker.port, seq, sg, tally, n);
         res.sequences++;
         if (Date.now() - lastReport > 10_000) {
           lastReport = Date.now();
@@ -469,11 +504,28 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     res.internalErrors = after.stats.internalErrors!;
     res.unhandledRejections = after.unhandledRejections;
     res.protocolErrors = after.stats.protocolErrors! - statsBefore.stats.protocolErrors!;
-    await sleep(300);
+    // A connection the broker closed stays referenced for 2 s by the timer that would destroy it if the
+    // peer did not read (Connection.end(), src/transport/connection.ts): wait them out before measuring.
+    await sleep(2500);
     await broker.gc();
     await sleep(200);
     res.rssEndMb = broker.rss() / 1048576;
     res.rssPeakMb = Math.max(peak, broker.rss()) / 1048576;
+    res.sessionsAtEnd = after.sessionCount;
+    res.retainedAtEnd = after.retainedCount;
+    // End the sessions the campaign left (v5 clean start, Session Expiry 0), then measure again.
+    for (let i = 0; i < 50; i++) {
+      const { client } = await RawClient.connect(broker.port, 5, { clientId: `camp-${i}`, clean: true });
+      client.disconnect();
+      await client.closed().catch(() => {});
+      client.destroy();
+    }
+    await sleep(300);
+    await broker.gc();
+    await sleep(200);
+    res.rssCleanMb = broker.rss() / 1048576;
+    res.liveCleanMb = live((await broker.stats()).memory);
+    if (process.env.PETREL_CAMPAIGN_SNAPSHOT) log(`heap snapshot: ${await broker.snapshot()}`);
     return res;
   } finally {
     await endAll(canary.client);
@@ -488,7 +540,8 @@ export function report(r: CampaignResult, seed: number): string[] {
     `  ended by PINGRESP ${r.pingAnswered}, closed by the broker ${r.closedByBroker}, left hanging ${r.sequences - r.pingAnswered - r.closedByBroker}; protocol errors counted ${r.protocolErrors}`,
     `  internalErrors ${r.internalErrors}, unhandled rejections ${r.unhandledRejections}, broker died: ${r.brokerDied === null ? 'no' : 'YES'}, undecodable output ${r.badOutput.length}`,
     `  canary: ${r.canarySent} QoS 1 messages sent, ${r.canaryReceived} received${r.canaryError ? `, error ${r.canaryError}` : ''}`,
-    `  RSS start ${r.rssStartMb.toFixed(1)} MB, peak ${r.rssPeakMb.toFixed(1)} MB, end (after GC) ${r.rssEndMb.toFixed(1)} MB`,
+    `  RSS start ${r.rssStartMb.toFixed(1)} MB, peak ${r.rssPeakMb.toFixed(1)} MB, end (after GC) ${r.rssEndMb.toFixed(1)} MB with ${r.sessionsAtEnd} sessions and ${r.retainedAtEnd} retained messages, after ending those sessions ${r.rssCleanMb.toFixed(1)} MB`,
+    `  live memory (V8 heap used + external, after GC): start ${r.liveStartMb.toFixed(1)} MB, after ending the sessions ${r.liveCleanMb.toFixed(1)} MB`,
     `  states: ${top(r.byState)}`,
     `  mutations: ${top(r.byMutation)}`,
   ];
@@ -505,6 +558,11 @@ export function check(r: CampaignResult, o: CampaignOptions): void {
   assert.ok(r.canarySent > 10, `the canary kept publishing (${r.canarySent})`);
   assert.equal(r.canaryReceived, r.canarySent, 'the canary got every message');
   assert.ok(r.protocolErrors > 0, 'protocol errors were counted');
-  assert.ok(r.rssEndMb - r.rssStartMb < (o.rssGrowthBoundMb ?? 64), `RSS grew by ${(r.rssEndMb - r.rssStartMb).toFixed(1)} MB after GC`);
+  // Memory: what the broker still holds once the campaign's sessions are gone (V8 heap + Buffers after GC:
+  // retained messages, bounded queues and caches), the resident set after GC, and its peak during the run.
+  // Before the pool-slab fix (src/broker/message.ts own() and header()) the live figure grew with the
+  // sequences (75 MB after 90,000); with it, it stays near 24 MB from 30,000 to 100,000.
+  assert.ok(r.liveCleanMb - r.liveStartMb < (o.liveGrowthBoundMb ?? 40), `live memory grew by ${(r.liveCleanMb - r.liveStartMb).toFixed(1)} MB (after the sessions ended, and GC)`);
+  assert.ok(r.rssCleanMb - r.rssStartMb < (o.rssGrowthBoundMb ?? 160), `RSS grew by ${(r.rssCleanMb - r.rssStartMb).toFixed(1)} MB (after the sessions ended, and GC)`);
   assert.ok(r.rssPeakMb - r.rssStartMb < (o.rssPeakBoundMb ?? 256), `RSS peaked ${(r.rssPeakMb - r.rssStartMb).toFixed(1)} MB above the start`);
 }
