@@ -8,7 +8,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 interface RunResult {
   ok: boolean;
@@ -25,7 +25,9 @@ interface Runner {
 }
 
 // The runner is plain JavaScript next to the sources (test/fuzz/jazzer/run.mjs), not compiled.
-const runner = (): Promise<Runner> => import(pathToFileURL(join(process.cwd(), 'test', 'fuzz', 'jazzer', 'run.mjs')).href) as Promise<Runner>;
+// This file runs as build/test/fuzz/jazzer.test.js.
+const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+const runner = (): Promise<Runner> => import(pathToFileURL(join(root, 'test', 'fuzz', 'jazzer', 'run.mjs')).href) as Promise<Runner>;
 const SECONDS = process.env.PETREL_JAZZER_SECONDS !== undefined ? Number(process.env.PETREL_JAZZER_SECONDS) : undefined;
 const SEED = Number(process.env.PETREL_JAZZER_SEED ?? (Date.now() % 1_000_000));
 
