@@ -428,6 +428,12 @@ export class Client implements ConnectionHandler, AckSink {
         return;
       }
     }
+    if (this.state !== ClientState.New && e.packetType === 1 && e.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+      // A second CONNECT is a Protocol Error whatever its level [MQTT-3.1.0-2]; 0x84 is not a DISCONNECT
+      // reason code [MQTT-3.14.2-1] (fuzz finding second-connect-unsupported-level, test/fixtures/catalogue.ts).
+      this.fail(ReasonCode.ProtocolError, `second CONNECT [MQTT-3.1.0-2]: ${e.message}`);
+      return;
+    }
     this.fail(e.reasonCode, e.message + (e.ref ? ` [${e.ref}]` : ''));
   }
 
