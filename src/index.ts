@@ -16,7 +16,7 @@ import type { BoundAddress } from './transport/tcp.js';
 import type { Properties, QoS } from './protocol/packets.js';
 import type { BrokerMessage } from './broker/hooks.js';
 
-export type { BrokerOptions, Limits, ListenerOptions, StoreOption } from './broker/options.js';
+export type { BrokerOptions, Limits, ListenerOptions, StoreOption, Transport } from './broker/options.js';
 export { DEFAULT_LIMITS } from './broker/options.js';
 export type {
   AuthenticateRequest,

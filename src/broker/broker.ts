@@ -9,8 +9,9 @@ import { ReasonCode } from '../protocol/reason-codes.js';
 import { propertiesLength } from '../protocol/properties.js';
 import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
-import { Connection } from '../transport/connection.js';
-import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
+import { Connection, type ConnectionMeta } from '../transport/connection.js';
+import { openListener, type Listener, type ListenerHost } from '../transport/listener.js';
+import { remoteAddressOf, type BoundAddress } from '../transport/tcp.js';
 import { Client } from './client.js';
 import { ClientState } from './client-state.js';
 import { Committer } from './committer.js';
@@ -63,6 +64,18 @@ export interface BrokerStats {
   connectsRefusedMemory: number;
   /** Connections whose reading was paused because memory was above the watermark. */
   readsPausedMemory: number;
+  /** Connections closed at accept because their listener had maxConnections open. */
+  connectionsRefusedMaxConnections: number;
+  /** Connections closed at accept because their listener's connectionRate was used up. */
+  connectionsRefusedRate: number;
+  /** Connections closed for their PROXY header: untrusted source, malformed or oversized, or none within connectTimeout. */
+  proxyHeadersRefused: number;
+  /** TLS handshakes that failed (plaintext, no or a bad client certificate, a revoked one, none within connectTimeout, no identity). */
+  tlsHandshakesFailed: number;
+  /** TLS connections closed for attempting renegotiation. */
+  tlsRenegotiationsRefused: number;
+  /** HTTP connections of ws/wss listeners not upgraded: wrong path, Origin, subprotocol, not a WebSocket, none within connectTimeout. */
+  wsUpgradesRefused: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
@@ -119,6 +132,12 @@ export class Broker {
     memoryEpisodes: 0,
     connectsRefusedMemory: 0,
     readsPausedMemory: 0,
+    connectionsRefusedMaxConnections: 0,
+    connectionsRefusedRate: 0,
+    proxyHeadersRefused: 0,
+    tlsHandshakesFailed: 0,
+    tlsRenegotiationsRefused: 0,
+    wsUpgradesRefused: 0,
   };
   closing = false;
   /**
@@ -140,7 +159,7 @@ export class Broker {
   private messageId = 1;
   private localId = 0;
   private readonly locals = new Set<LocalSubscription>();
-  private listeners: TcpListener[] = [];
+  private listeners: Listener[] = [];
   private sweepTimer: NodeJS.Timeout | null = null;
   /** Keep alive and CONNECT deadlines of every connection (keep-alive.ts). */
   private readonly deadlines = new DeadlineWheel<Client>();
@@ -168,6 +187,21 @@ export class Broker {
       this.logger.error('work after a commit failed', { err });
     });
     this.memory = new MemoryGuard(options.limits.memoryLimit, { connections: this.clients, stats: this.stats, logger: this.logger });
+    this.reloaders.set('tls', () => this.reloadCertificates());
+  }
+
+  /** Re-read the certificates of every tls/wss listener; all are read before any is swapped in. */
+  private reloadCertificates(): void {
+    const errors: string[] = [];
+    for (const l of this.listeners) {
+      if (l.address.transport !== 'tls' && l.address.transport !== 'wss') continue;
+      try {
+        l.reload();
+      } catch (err) {
+        errors.push(`${l.address.name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    if (errors.length > 0) throw new Error(`certificates not reloaded: ${errors.join('; ')}`);
   }
 
   /** The memory watermark (limits.memoryLimit): global backpressure, see memory-guard.ts. */
@@ -272,32 +306,50 @@ export class Broker {
   async listen(listeners = this.listenerOptions): Promise<BoundAddress[]> {
     if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
     await this.start();
-    const opened: TcpListener[] = [];
+    const opened: Listener[] = [];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const broker = this;
+    const host: ListenerHost = {
+      limits: this.limits,
+      stats: this.stats,
+      logger: this.logger,
+      get closing() {
+        return broker.closing;
+      },
+      accept: (stream, meta, remote) => {
+        this.acceptConnection(stream, () => remote, meta);
+      },
+    };
     try {
-      const keepAliveMs = this.limits.tcpKeepAlive * 1000;
-      for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s), keepAliveMs));
+      for (const l of listeners) opened.push(await openListener(l, host));
     } catch (err) {
       await Promise.all(opened.map((l) => l.close()));
       const e = err as NodeJS.ErrnoException;
       throw new PetrelError('PETREL_ERR_LISTEN', `cannot listen: ${e.message}`, { cause: err });
     }
     this.listeners.push(...opened);
-    for (const l of opened) this.logger.info('listening', { transport: 'tcp', host: l.address.host, port: l.address.port });
+    for (const l of opened) {
+      this.logger.info('listening', { listener: l.address.name, transport: l.address.transport, host: l.address.host, port: l.address.port });
+    }
     return opened.map((l) => l.address);
   }
 
-  /** A new transport connection (TCP here; TLS and WebSocket hand theirs over the same way). */
+  /** A TCP socket handed over directly (as from a tcp listener without PROXY). */
   handleSocket(socket: net.Socket): void {
     if (this.closing) {
       socket.destroy();
       return;
     }
-    this.acceptConnection(socket, remoteAddressOf);
+    let ip = socket.remoteAddress ?? '';
+    if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7);
+    this.acceptConnection(socket, remoteAddressOf, { listener: 'tcp', transport: 'tcp', remoteIp: ip });
   }
 
-  acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string): Client {
+  /** A connection that passed its listener's stages; meta tells which listener and who (see ConnectionMeta). */
+  acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string, meta?: ConnectionMeta): Client {
     this.stats.connectionsOpened++;
     const conn = new Connection(socket, addressOf, NULL_HANDLER, this.limits.maxWriteBuffer);
+    if (meta !== undefined) conn.meta = meta;
     const client = new Client(this, conn);
     this.clients.add(client);
     // CONNECT (and its authentication) must be done by then.
