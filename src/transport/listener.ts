@@ -86,6 +86,8 @@ interface Pending {
   stage: 'proxy' | 'tls' | 'ws';
   ip: string;
   port: number | undefined;
+  /** Handed to the broker, or refused and counted. */
+  settled: boolean;
   certificateUsername?: string;
 }
 
@@ -104,7 +106,8 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
   const fail = (p: Pending, counter: keyof ListenerStats, why: string): void => {
     if (p.timer) clearTimeout(p.timer);
     p.timer = null;
-    host.stats[counter]++;
+    if (!p.settled) host.stats[counter]++;
+    p.settled = true;
     host.logger.debug('connection refused by the listener', { listener: name, remote: formatAddress(p.ip, p.port), reason: why });
     p.raw.destroy();
   };
@@ -112,6 +115,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
   const handOver = (p: Pending, stream: Duplex): void => {
     if (p.timer) clearTimeout(p.timer);
     p.timer = null;
+    p.settled = true;
     if (host.closing) {
       stream.destroy();
       return;
@@ -182,7 +186,8 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
       upgrade(req, socket, head, (stream: WebSocketDuplex) => handOver(p, stream), (why) => {
         if (p.timer) clearTimeout(p.timer);
         p.timer = null;
-        host.stats.wsUpgradesRefused++;
+        if (!p.settled) host.stats.wsUpgradesRefused++;
+        p.settled = true;
         host.logger.debug('WebSocket upgrade refused', { listener: name, remote: formatAddress(p.ip, p.port), reason: why });
       });
     });
@@ -191,7 +196,8 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
       if (p) {
         if (p.timer) clearTimeout(p.timer);
         p.timer = null;
-        host.stats.wsUpgradesRefused++;
+        if (!p.settled) host.stats.wsUpgradesRefused++;
+        p.settled = true;
       }
       const path = (req.url ?? '').split('?')[0];
       res.writeHead(path === (l.path ?? DEFAULT_WS_PATH) ? 426 : 404, { Connection: 'close', 'Content-Type': 'text/plain' });
@@ -243,12 +249,16 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
       return;
     }
     open++;
+    const p: Pending = { raw, timer: null, stage: 'proxy', ip: plainIp(raw.remoteAddress), port: raw.remotePort, settled: false };
     raw.once('close', () => {
       open--;
       if (p.timer) clearTimeout(p.timer);
       p.timer = null;
+      // A TLS socket closed before it was handed over failed its handshake: with TLS 1.3 a client certificate that
+      // does not verify (another CA, revoked) is refused after the handshake messages, without a tlsClientError.
+      if (!p.settled && p.stage === 'tls') host.stats.tlsHandshakesFailed++;
+      p.settled = true;
     });
-    const p: Pending = { raw, timer: null, stage: 'proxy', ip: plainIp(raw.remoteAddress), port: raw.remotePort };
     if (trusted === null && !secure && !web) {
       handOver(p, raw);
       return;
