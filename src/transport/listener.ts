@@ -149,7 +149,12 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
       // No renegotiation: an attempt is an error that closes the connection.
       ts.disableRenegotiation();
       ts.on('error', (err: Error & { code?: string }) => {
-        if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED') host.stats.tlsRenegotiationsRefused++;
+        // Node reports the attempt and would go on: the connection is closed.
+        if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED') {
+          host.stats.tlsRenegotiationsRefused++;
+          host.logger.info('TLS renegotiation refused; closing', { listener: name, remote: formatAddress(p.ip, p.port) });
+          ts.destroy();
+        }
       });
       if (identity !== null) {
         const u = certificateIdentity(ts, identity);
