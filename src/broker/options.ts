@@ -12,63 +12,8 @@ import type { Logger, LogLevel } from './logger.js';
 import { LOG_LEVELS } from './logger.js';
 import { defaultMemoryLimit } from './memory-guard.js';
 
-export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
-
-export interface ListenerOptions {
-  /** 'tcp' (default), 'tls', 'ws' (MQTT over WebSocket) or 'wss' (over WebSocket over TLS). */
-  transport?: Transport;
-  /** Port; 0 picks a free one (read it from broker.listen()'s result). Default 1883 (tcp), 8883 (tls), 8080 (ws), 8081 (wss). */
-  port?: number;
-  /** Address to bind; default '::' (all IPv6 and IPv4 addresses where the system allows dual stack), else '0.0.0.0'. */
-  host?: string;
-  /** Name in logs and metrics; default `${transport}:${port}`. */
-  name?: string;
-
-  // ---- TLS (tls, wss) ----
-  /** PEM certificate chain file (required for tls and wss). */
-  cert?: string;
-  /** PEM private key file (required for tls and wss). */
-  key?: string;
-  /** Passphrase of the key, if it is encrypted. */
-  passphrase?: string;
-  /** PEM CA bundle that client certificates are checked against (mTLS). */
-  ca?: string;
-  /** Lowest TLS version accepted. Default 'TLSv1.2'. */
-  minVersion?: 'TLSv1.2' | 'TLSv1.3';
-  /** OpenSSL cipher list (TLS 1.2 and below). Default: Node's. */
-  ciphers?: string;
-  /** Certificates by server name (SNI): { 'host.example': { cert, key } }. */
-  sni?: Record<string, { cert: string; key: string; passphrase?: string }>;
-  /** Refuse clients without a certificate signed by `ca` (mTLS). Default false. */
-  requireCertificate?: boolean;
-  /** PEM certificate revocation list file. */
-  crl?: string;
-  /**
-   * The client certificate as the username: 'cn' (Mosquitto's use_identity_as_username) or 'subject', the RFC 2253
-   * subject (use_subject_as_username). Needs requireCertificate. Default 'none'.
-   */
-  identityAsUsername?: 'none' | 'cn' | 'subject';
-
-  // ---- WebSocket (ws, wss) ----
-  /** HTTP path of the WebSocket endpoint. Default '/mqtt'. */
-  path?: string;
-  /** Origin header values allowed (exact match); default: any (or none sent). */
-  allowedOrigins?: string[];
-  /** Negotiate permessage-deflate. Default false. */
-  perMessageDeflate?: boolean;
-
-  // ---- PROXY protocol (v1 and v2) ----
-  /** Expect a PROXY protocol header (v1 or v2) first on every connection. Default false. */
-  proxyProtocol?: boolean;
-  /** Source addresses (CIDRs) allowed to send a PROXY header; others are closed. Default ['127.0.0.1/8', '::1/128']. */
-  trustedProxies?: string[];
-
-  // ---- limits of this listener ----
-  /** Connections open at once on this listener; 0 = no limit. Default 0. */
-  maxConnections?: number;
-  /** New connections per second on this listener (a token bucket, burst = the rate); 0 = no limit. Default 0. */
-  connectionRate?: number;
-}
+export type { ListenerOptions, ResolvedListener, Transport } from '../transport/listener-options.js';
+import type { ListenerOptions, ResolvedListener, Transport } from '../transport/listener-options.js';
 
 /** The password and ACL files (Mosquitto's formats) and the failed-login guard. */
 export interface AuthOptions {
@@ -368,8 +313,6 @@ export function resolveListener(l: ListenerOptions, i: number): ResolvedListener
   return { ...l, transport, port, host: l.host ?? '' };
 }
 
-/** A listener with its transport, port and host settled (host '' = every address). */
-export type ResolvedListener = ListenerOptions & { transport: Transport; port: number; host: string };
 
 export interface ResolvedOptions {
   listeners: ResolvedListener[];

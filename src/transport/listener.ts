@@ -8,8 +8,7 @@ import type net from 'node:net';
 import http from 'node:http';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
-import type { ResolvedListener, Transport } from '../broker/options.js';
-import type { Logger } from '../broker/logger.js';
+import type { ResolvedListener, Transport } from './listener-options.js';
 import type { ConnectionMeta } from './connection.js';
 import { CidrMatcher } from './cidr.js';
 import { readProxyHeader, type ProxyResult } from './proxy.js';
@@ -34,7 +33,7 @@ export interface ListenerStats {
 export interface ListenerHost {
   readonly limits: { readonly connectTimeout: number; readonly maxPacketSize: number; readonly tcpKeepAlive: number };
   readonly stats: ListenerStats;
-  readonly logger: Logger;
+  readonly logger: { debug(msg: string, fields?: Record<string, unknown>): void; info(msg: string, fields?: Record<string, unknown>): void };
   readonly closing: boolean;
   /** Hand a connection that passed every stage to the broker. */
   accept(stream: Duplex, meta: ConnectionMeta, remoteAddress: string): void;

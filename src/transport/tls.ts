@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import type { ListenerOptions } from '../broker/options.js';
+import type { ListenerOptions } from './listener-options.js';
 
 /** The TLS settings of a listener, with the files read. Throws when a file cannot be read. */
 export function secureContextOptions(l: ListenerOptions): tls.SecureContextOptions {
