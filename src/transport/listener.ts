@@ -101,6 +101,8 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
   const identity = l.identityAsUsername && l.identityAsUsername !== 'none' ? l.identityAsUsername : null;
   let name = l.name ?? '';
   let open = 0;
+  /** Connections still in a stage (PROXY, TLS, upgrade): closed with the listener, not left to their timer. */
+  const staging = new Set<Pending>();
 
   const fail = (p: Pending, counter: keyof ListenerStats, why: string): void => {
     if (p.timer) clearTimeout(p.timer);
@@ -115,6 +117,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
     if (p.timer) clearTimeout(p.timer);
     p.timer = null;
     p.settled = true;
+    staging.delete(p);
     if (host.closing) {
       stream.destroy();
       return;
@@ -256,6 +259,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
     const p: Pending = { raw, timer: null, stage: 'proxy', ip: plainIp(raw.remoteAddress), port: raw.remotePort, settled: false };
     raw.once('close', () => {
       open--;
+      staging.delete(p);
       if (p.timer) clearTimeout(p.timer);
       p.timer = null;
       // A TLS socket closed before it was handed over failed its handshake: with TLS 1.3 a client certificate that
@@ -267,6 +271,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
       handOver(p, raw);
       return;
     }
+    staging.add(p);
     p.timer = setTimeout(() => {
       p.timer = null;
       const counter = p.stage === 'proxy' ? 'proxyHeadersRefused' : p.stage === 'tls' ? 'tlsHandshakesFailed' : 'wsUpgradesRefused';
@@ -304,6 +309,10 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
       return open;
     },
     reload: () => tlsReload?.(),
-    close: () => tcp.close(),
+    close: () => {
+      const closed = tcp.close();
+      for (const p of [...staging]) p.raw.destroy();
+      return closed;
+    },
   };
 }
