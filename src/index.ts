@@ -17,7 +17,7 @@ import type { Properties, QoS } from './protocol/packets.js';
 import type { BrokerMessage } from './broker/hooks.js';
 import type { HttpAddress } from './observability/index.js';
 
-export type { BrokerOptions, HttpOptions, Limits, ListenerOptions, StoreOption } from './broker/options.js';
+export type { BrokerOptions, HttpOptions, Limits, ListenerOptions, StoreOption, Transport } from './broker/options.js';
 export type { HttpAddress } from './observability/index.js';
 export { BUCKETS as METRIC_BUCKETS } from './observability/counters.js';
 export { DEFAULT_LIMITS } from './broker/options.js';

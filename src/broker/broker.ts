@@ -9,8 +9,9 @@ import { ReasonCode } from '../protocol/reason-codes.js';
 import { propertiesLength } from '../protocol/properties.js';
 import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
-import { Connection } from '../transport/connection.js';
-import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
+import { Connection, type ConnectionMeta } from '../transport/connection.js';
+import { openListener, type Listener, type ListenerHost } from '../transport/listener.js';
+import { remoteAddressOf, type BoundAddress } from '../transport/tcp.js';
 import { Client } from './client.js';
 import { ClientState } from './client-state.js';
 import { Committer } from './committer.js';
@@ -95,6 +96,18 @@ export interface BrokerStats {
   aclFiltered: number;
   /** Subscriptions removed because the ACL no longer allows them (reload, or a session resumed by another user). */
   aclSubscriptionsRevoked: number;
+  /** Connections closed at accept because their listener had maxConnections open. */
+  connectionsRefusedMaxConnections: number;
+  /** Connections closed at accept because their listener's connectionRate was used up. */
+  connectionsRefusedRate: number;
+  /** Connections closed for their PROXY header: untrusted source, malformed or oversized, or none within connectTimeout. */
+  proxyHeadersRefused: number;
+  /** TLS handshakes that failed (plaintext, no or a bad client certificate, a revoked one, none within connectTimeout, no identity). */
+  tlsHandshakesFailed: number;
+  /** TLS connections closed for attempting renegotiation. */
+  tlsRenegotiationsRefused: number;
+  /** HTTP connections of ws/wss listeners not upgraded: wrong path, Origin, subprotocol, not a WebSocket, none within connectTimeout. */
+  wsUpgradesRefused: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
@@ -170,6 +183,12 @@ export class Broker {
     authRevoked: 0,
     aclFiltered: 0,
     aclSubscriptionsRevoked: 0,
+    connectionsRefusedMaxConnections: 0,
+    connectionsRefusedRate: 0,
+    proxyHeadersRefused: 0,
+    tlsHandshakesFailed: 0,
+    tlsRenegotiationsRefused: 0,
+    wsUpgradesRefused: 0,
   };
   /** Password file, ACL file, anonymous policy, hash queue, login guard (src/auth/auth.ts). */
   readonly auth: BrokerAuth;
@@ -193,7 +212,7 @@ export class Broker {
   private messageId = 1;
   private localId = 0;
   private readonly locals = new Set<LocalSubscription>();
-  private listeners: TcpListener[] = [];
+  private listeners: Listener[] = [];
   private sweepTimer: NodeJS.Timeout | null = null;
   /** Keep alive and CONNECT deadlines of every connection (keep-alive.ts). */
   private readonly deadlines = new DeadlineWheel<Client>();
@@ -228,6 +247,21 @@ export class Broker {
     this.obs = new Obs(options.http !== undefined && options.metrics);
     this.committer.commitRecorder = this.obs.timing ? this.obs.commit : null;
     this.observabilityOptions = options;
+    this.reloaders.set('tls', () => this.reloadCertificates());
+  }
+
+  /** Re-read the certificates of every tls/wss listener; all are read before any is swapped in. */
+  private reloadCertificates(): void {
+    const errors: string[] = [];
+    for (const l of this.listeners) {
+      if (l.address.transport !== 'tls' && l.address.transport !== 'wss') continue;
+      try {
+        l.reload();
+      } catch (err) {
+        errors.push(`${l.address.name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    if (errors.length > 0) throw new Error(`certificates not reloaded: ${errors.join('; ')}`);
   }
 
   /** Counters and latency recorders (src/observability/counters.ts), read by /metrics and $SYS. */
@@ -358,10 +392,26 @@ export class Broker {
   async listen(listeners = this.listenerOptions): Promise<BoundAddress[]> {
     if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
     await this.start();
-    const opened: TcpListener[] = [];
+    const opened: Listener[] = [];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const broker = this;
+    const host: ListenerHost = {
+      limits: this.limits,
+      stats: this.stats,
+      logger: this.logger,
+      get closing() {
+        return broker.closing;
+      },
+      accept: (stream, meta, remote) => {
+        if (!this.admit(meta.remoteIp)) {
+          stream.destroy();
+          return;
+        }
+        this.acceptConnection(stream, () => remote, meta);
+      },
+    };
     try {
-      const keepAliveMs = this.limits.tcpKeepAlive * 1000;
-      for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s), keepAliveMs));
+      for (const l of listeners) opened.push(await openListener(l, host));
       if (this.observability !== null) await this.observability.listen();
     } catch (err) {
       await Promise.all(opened.map((l) => l.close()));
@@ -369,17 +419,21 @@ export class Broker {
       throw new PetrelError('PETREL_ERR_LISTEN', `cannot listen: ${e.message}`, { cause: err });
     }
     this.listeners.push(...opened);
-    for (const l of opened) this.logger.info('listening', { transport: 'tcp', host: l.address.host, port: l.address.port });
+    for (const l of opened) {
+      this.logger.info('listening', { listener: l.address.name, transport: l.address.transport, host: l.address.host, port: l.address.port });
+    }
     return opened.map((l) => l.address);
   }
 
-  /** A new transport connection (TCP here; TLS and WebSocket hand theirs over the same way). */
+  /** A TCP socket handed over directly (as from a tcp listener without PROXY). */
   handleSocket(socket: net.Socket): void {
     if (this.closing || !this.admit(ipOf(socket.remoteAddress))) {
       socket.destroy();
       return;
     }
-    this.acceptConnection(socket, remoteAddressOf);
+    let ip = socket.remoteAddress ?? '';
+    if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7);
+    this.acceptConnection(socket, remoteAddressOf, { listener: 'tcp', transport: 'tcp', remoteIp: ip });
   }
 
   /**
@@ -412,9 +466,11 @@ export class Broker {
     this.logger.warn(msg, { remote: ip, refusedLimit: this.stats.connectionsRefusedLimit, refusedRate: this.stats.connectionsRefusedAddressRate });
   }
 
-  acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string): Client {
+  /** A connection that passed its listener's stages; meta tells which listener and who (see ConnectionMeta). */
+  acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string, meta?: ConnectionMeta): Client {
     this.stats.connectionsOpened++;
     const conn = new Connection(socket, addressOf, NULL_HANDLER, this.limits.maxWriteBuffer);
+    if (meta !== undefined) conn.meta = meta;
     const client = new Client(this, conn);
     this.clients.add(client);
     // CONNECT (and its authentication) must be done by then.

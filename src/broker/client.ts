@@ -137,6 +137,8 @@ export class Client implements ConnectionHandler, AckSink {
       username: this.username,
       protocolVersion: this.version,
       remoteAddress: this.conn.remoteAddress,
+      listener: this.conn.meta.listener,
+      transport: this.conn.meta.transport,
     });
   }
 

@@ -9,8 +9,11 @@ export interface ClientInfo {
   readonly clientId: string;
   readonly username: string | undefined;
   readonly protocolVersion: ProtocolVersion;
-  /** e.g. '127.0.0.1:53211' or '[::1]:53211'. */
+  /** e.g. '127.0.0.1:53211' or '[::1]:53211': the client's, as a PROXY header gave it where the listener takes one. */
   readonly remoteAddress: string;
+  /** Name of the listener the client came in on (ListenerOptions.name; default `${transport}:${port}`). */
+  readonly listener: string;
+  readonly transport: 'tcp' | 'tls' | 'ws' | 'wss';
 }
 
 /** A message as the hooks and the in-process API see it. */

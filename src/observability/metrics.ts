@@ -222,7 +222,15 @@ export function buildRegistry(broker: Broker, openMetrics: boolean): MetricsRegi
   });
   metric('petrel_sockets_closed_total', 'counter', 'Sockets closed, by listener, transport and reason.', () => split(obs.socketsClosed, ['listener', 'transport', 'reason']));
   metric('petrel_connections_rejected_total', 'counter', 'Connections refused before CONNECT was read, or for memory, by reason.', () =>
-    byLabel('reason', { max_connections: stats.connectionsRefusedLimit, rate_limit: stats.connectionsRefusedAddressRate, memory: stats.connectsRefusedMemory }),
+    byLabel('reason', {
+      max_connections: stats.connectionsRefusedLimit + stats.connectionsRefusedMaxConnections,
+      rate_limit: stats.connectionsRefusedAddressRate + stats.connectionsRefusedRate,
+      memory: stats.connectsRefusedMemory,
+      proxy_header: stats.proxyHeadersRefused,
+      tls_handshake: stats.tlsHandshakesFailed,
+      tls_renegotiation: stats.tlsRenegotiationsRefused,
+      websocket_upgrade: stats.wsUpgradesRefused,
+    }),
   );
   metric('petrel_connack_sent_total', 'counter', 'CONNACKs sent, by reason code (MQTT 5 codes; 3.1.1 return codes are mapped from them).', () => {
     const out: Sample[] = [];
