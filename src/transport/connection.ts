@@ -82,6 +82,8 @@ export class Connection {
   /** Output is held back until a gate opens (see holdUntil): gates not yet open, and the batch of the last. */
   private holds = 0;
   private heldBatch = -1;
+  /** Destroys the socket if the peer has not closed 2 s after end(). */
+  private endTimer: NodeJS.Timeout | null = null;
   /** end() was called while held: it runs when the gate opens. */
   private endWhenOpen = false;
   /** Bytes buffered at which the connection counts as backed up. */
@@ -214,13 +216,14 @@ export class Connection {
       // What is held goes out (then the socket ends) when the gate opens.
       this.endWhenOpen = true;
       this.ending = true;
-      setTimeout(() => this.destroy(), 2000).unref();
+      this.endTimer ??= setTimeout(() => this.destroy(), 2000).unref();
       return;
     }
     this.flush();
     this.ending = true;
     this.socket.end();
-    setTimeout(() => this.destroy(), 2000).unref();
+    // A peer that never closes its side is cut off; the timer goes with the socket (see closed).
+    this.endTimer ??= setTimeout(() => this.destroy(), 2000).unref();
   }
 
   destroy(): void {
@@ -250,6 +253,11 @@ export class Connection {
   closed(): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    if (this.endTimer !== null) {
+      // Else the timer would keep this connection (and its buffers) alive for 2 s after the close.
+      clearTimeout(this.endTimer);
+      this.endTimer = null;
+    }
     this.chunk = null;
     this.parts = null;
     this.pending = 0;
