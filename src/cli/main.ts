@@ -31,6 +31,7 @@ async function main(): Promise<number> {
     process.stdout.write(`petrel ${version()}\n`);
     return 0;
   }
+  for (const w of config.warnings) process.stderr.write(`petrel: warning: ${w}\n`);
   let broker;
   try {
     broker = await createBroker(toBrokerOptions(config));
@@ -64,6 +65,25 @@ async function main(): Promise<number> {
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    // SIGHUP: re-read certificates, password and ACL files. A part that fails keeps its old settings.
+    let reloading = false;
+    process.on('SIGHUP', () => {
+      if (stopping || reloading) return;
+      reloading = true;
+      broker.reload().then(
+        (r) => {
+          reloading = false;
+          if (r.ok) process.stderr.write('petrel: SIGHUP, reloaded\n');
+          else {
+            for (const e of r.errors) process.stderr.write(`petrel: SIGHUP, reload of ${e.part} failed, the old settings stay: ${e.message}\n`);
+          }
+        },
+        (err: unknown) => {
+          reloading = false;
+          process.stderr.write(`petrel: SIGHUP, reload failed, the old settings stay: ${err instanceof Error ? err.message : String(err)}\n`);
+        },
+      );
+    });
     broker.onFatal((err) => {
       process.stderr.write(`petrel: fatal: ${err instanceof Error ? err.message : String(err)}\n`);
       resolve(1);
