@@ -235,13 +235,15 @@ function directiveOf(st: State, at: At, rest: string, level: number): void {
   const d = at.directive;
   switch (d) {
     case 'listener': {
-      const w = words(rest);
+      const all = words(rest);
+      const hash = all.findIndex((x) => x.startsWith('#'));
+      const w = hash < 0 ? all : all.slice(0, hash);
       if (w.length === 0) fail(at, 'needs a port');
       const port = w[0]!;
       if (!/^\d+$/.test(port) || Number(port) > 65535) fail(at, `port must be an integer from 1 to 65535, got ${JSON.stringify(port)}`);
-      let host = w[1] !== undefined && !w[1].startsWith('#') ? w[1] : undefined;
+      let host = w[1];
       if (Number(port) === 0) fail(at, 'port 0 is a Unix socket listener in Mosquitto; Petrel has none');
-      if (w.length > 2 && !w[2]!.startsWith('#')) fail(at, `takes a port and a bind address, got ${JSON.stringify(rest.trim())}`);
+      if (w.length > 2) fail(at, `takes a port and a bind address, got ${JSON.stringify(rest.trim())}`);
       for (const l of st.listeners) {
         if (l.port!.value === Number(port) && l.host?.value === host) fail(at, `port ${port}${host ? ' on ' + host : ''} is already a listener (line ${l.at!.line})`);
       }
@@ -425,11 +427,13 @@ function directiveOf(st: State, at: At, rest: string, level: number): void {
             return false;
           }
         });
+      const cur = st.cur;
       for (const f of files) {
         if (resolve(f) === resolve(st.mainFile)) fail(at, `${dir} holds the main configuration file; Mosquitto forbids it`);
         readOne(st, f, level + 1);
       }
       // The rest of the main file continues with the listener it had (Mosquitto keeps its own cur_listener).
+      st.cur = cur;
       return;
     }
     default:
