@@ -10,7 +10,7 @@
 // on 1884 only, `--tls-port` included. A setting of the flag listeners (`--host`, `--cert`, ...) given above a
 // listener list that wins is an error rather than being dropped.
 
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { DEFAULT_LIMITS, type AuthOptions, type BrokerOptions, type Limits, type ListenerOptions } from '../broker/options.js';
@@ -25,6 +25,8 @@ export interface CliConfig {
   host: string | undefined;
   /** The listeners the broker opens (from the flags, the config file or the mosquitto.conf). */
   listeners: ListenerOptions[];
+  /** Where each listener came from (a flag, a config file key, a mosquitto.conf line), parallel to listeners. */
+  listenerSources: string[];
   memory: boolean;
   dataDir: string;
   durability: 'process' | 'power';
@@ -32,6 +34,8 @@ export interface CliConfig {
   limits: Partial<Limits>;
   /** Password and ACL files, anonymous access, login guard; undefined when nothing was set. */
   auth: AuthOptions | undefined;
+  /** Where auth.passwordFile and auth.aclFile came from (a flag, a variable, a file key or line). */
+  authSources: Record<string, string>;
   responseInformation: string | undefined;
   closeTimeout: number;
   configFile: string | undefined;
@@ -307,6 +311,7 @@ interface FileLayer {
   values: Values;
   listeners: ListenerOptions[] | undefined;
   loginGuard: AuthOptions['loginGuard'] | undefined;
+  path: string;
 }
 
 function fromFile(path: string): FileLayer {
@@ -365,7 +370,7 @@ function fromFile(path: string): FileLayer {
     }
     put(st, raw, `${path}: ${k}`);
   }
-  return { values, listeners, loginGuard };
+  return { values, listeners, loginGuard, path };
 }
 
 function fromArgs(argv: readonly string[]): { values: Values; config: string | undefined; help: boolean; version: boolean } {
@@ -467,7 +472,7 @@ function flagListeners(merged: Values): ListenerOptions[] {
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): CliConfig {
   const args = fromArgs(argv);
   const configFile = args.config ?? (env.PETREL_CONFIG || undefined);
-  const file: FileLayer = configFile !== undefined ? fromFile(configFile) : { values: new Map(), listeners: undefined, loginGuard: undefined };
+  const file: FileLayer = configFile !== undefined ? fromFile(configFile) : { values: new Map(), listeners: undefined, loginGuard: undefined, path: '' };
   const envValues = fromEnv(env);
   const above = new Map([...envValues, ...file.values, ...args.values]);
   const mosquittoConfig = above.get('mosquittoConfig')?.v as string | undefined;
@@ -475,6 +480,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const warnings: string[] = [];
   const mosquittoValues: Values = new Map();
   let mosquittoListeners: ListenerOptions[] | undefined;
+  let mosquittoSources: string[] = [];
   if (mosquittoConfig !== undefined) {
     const m = readMosquittoConfig(mosquittoConfig, { lenient });
     warnings.push(...m.warnings);
@@ -487,6 +493,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (m.memory !== undefined) put('memory', m.memory);
     if (m.dataDir !== undefined) put('dataDir', m.dataDir);
     mosquittoListeners = m.listeners;
+    mosquittoSources = m.listenerSources;
   } else if (lenient) {
     throw new ConfigError(above.get('lenient')!.where, 'applies to --mosquitto-config only');
   }
@@ -499,9 +506,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
 
   // Listeners: a list (JSON file, else mosquitto.conf) unless port settings come from a higher layer.
-  const list = file.listeners !== undefined ? { listeners: file.listeners, layer: FILE } : mosquittoListeners ? { listeners: mosquittoListeners, layer: MOSQUITTO } : undefined;
+  const list =
+    file.listeners !== undefined
+      ? { listeners: file.listeners, layer: FILE, sources: file.listeners.map((_, i) => `${file.path}: listeners[${i}]`) }
+      : mosquittoListeners
+        ? { listeners: mosquittoListeners, layer: MOSQUITTO, sources: mosquittoSources }
+        : undefined;
   const portLayer = Math.max(-1, ...PORT_KEYS.filter((k) => merged.has(k)).map((k) => merged.get(k)!.layer));
   let listeners: ListenerOptions[];
+  let listenerSources: string[];
   if (list && list.layer >= portLayer) {
     for (const k of [...PORT_KEYS, ...FLAG_LISTENER_KEYS]) {
       const v = merged.get(k);
@@ -510,8 +523,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       }
     }
     listeners = list.listeners;
+    listenerSources = list.sources;
   } else {
     listeners = flagListeners(merged);
+    const portWhere: Record<string, string> = { tcp: 'port', tls: 'tlsPort', ws: 'wsPort', wss: 'wssPort' };
+    listenerSources = listeners.map((l) => merged.get(portWhere[l.transport!]!)?.where ?? '--port (default 1883)');
   }
 
   const authValues: Record<string, unknown> = {};
@@ -520,17 +536,21 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   if (file.loginGuard !== undefined) authValues.loginGuard = file.loginGuard;
   const auth = Object.keys(authValues).length > 0 ? (authValues as AuthOptions) : undefined;
+  const authSources: Record<string, string> = {};
+  for (const k of ['passwordFile', 'aclFile']) if (merged.has(`auth.${k}`)) authSources[k] = merged.get(`auth.${k}`)!.where;
 
   return {
     port: get('port', 1883),
     host: get<string | undefined>('host', undefined),
     listeners,
+    listenerSources,
     memory: get('memory', false),
     dataDir: get('dataDir', './data'),
     durability: get<'process' | 'power'>('durability', 'process'),
     logLevel: get<LogLevel>('logLevel', 'info'),
     limits,
     auth,
+    authSources,
     responseInformation: get<string | undefined>('responseInformation', undefined),
     closeTimeout: get('closeTimeout', 5),
     configFile,
@@ -540,6 +560,30 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     help: args.help,
     version: args.version,
   };
+}
+
+/**
+ * Check that the files the configuration names (certificates, keys, CAs, CRLs, password and ACL files) can be
+ * read, so that a typo is reported with the flag, file key or mosquitto.conf line it came from.
+ */
+export function checkFiles(c: CliConfig): void {
+  const readable = (file: string, where: string, what: string): void => {
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (err) {
+      throw new ConfigError(where, `cannot read the ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  };
+  c.listeners.forEach((l, i) => {
+    const where = c.listenerSources[i] ?? `listeners[${i}]`;
+    for (const k of ['cert', 'key', 'ca', 'crl'] as const) if (l[k] !== undefined) readable(l[k], where, `${k} file`);
+    for (const [name, e] of Object.entries(l.sni ?? {})) {
+      readable(e.cert, where, `sni ${name} cert file`);
+      readable(e.key, where, `sni ${name} key file`);
+    }
+  });
+  if (c.auth?.passwordFile !== undefined) readable(c.auth.passwordFile, c.authSources.passwordFile ?? 'auth.passwordFile', 'password file');
+  if (c.auth?.aclFile !== undefined) readable(c.auth.aclFile, c.authSources.aclFile ?? 'auth.aclFile', 'ACL file');
 }
 
 /** Broker options for a CLI configuration. */

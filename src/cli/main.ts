@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { createBroker, PetrelError } from '../index.js';
 import { StoreError } from '../store/types.js';
-import { ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
+import { checkFiles, ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -32,12 +32,24 @@ async function main(): Promise<number> {
     return 0;
   }
   for (const w of config.warnings) process.stderr.write(`petrel: warning: ${w}\n`);
+  try {
+    checkFiles(config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`petrel: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
   let broker;
   try {
     broker = await createBroker(toBrokerOptions(config));
   } catch (err) {
     if (err instanceof PetrelError && err.code === 'PETREL_ERR_OPTION') {
-      process.stderr.write(`petrel: ${err.message}\n`);
+      // A listener's key (listeners[2].cert) is named with the flag, file key or mosquitto.conf line it came from.
+      const i = /^listeners\[(\d+)\]/.exec(err.key ?? '');
+      const from = i ? config.listenerSources[Number(i[1])] : undefined;
+      process.stderr.write(`petrel: ${err.message}${from ? ` (listeners[${i![1]}] is ${from})` : ''}\n`);
       return 2;
     }
     if (err instanceof StoreError) {

@@ -29,6 +29,8 @@ import { ConfigError } from './config-error.js';
 export interface MosquittoConfig {
   /** The listeners, in file order, the default listener (port/bind_address) last as in Mosquitto. */
   listeners: ListenerOptions[];
+  /** Where each listener was defined (`file:line: listener`), parallel to listeners. */
+  listenerSources: string[];
   auth: AuthOptions;
   limits: Partial<Limits>;
   /** From log_type. */
@@ -597,7 +599,10 @@ export function readMosquittoConfig(file: string, options: { lenient?: boolean }
   if (chosen.aclFile) sources.set('auth.aclFile', where(chosen.aclFile.at));
   sources.set('auth.allowAnonymous', chosen.allowAnonymous ? where(chosen.allowAnonymous.at) : `${mainFile} (Mosquitto's default)`);
 
-  const result: MosquittoConfig = { listeners, auth, limits, sources, warnings: st.warnings };
+  const listenerSources = localOnly
+    ? [`${mainFile}: no listener (local only mode)`]
+    : all.map((l) => (l.at ? where(l.at) : `${mainFile}: the default listener (port, bind_address or settings before the first listener line)`));
+  const result: MosquittoConfig = { listeners, listenerSources, auth, limits, sources, warnings: st.warnings };
   if (st.logTypes) {
     result.logLevel = logLevelOf(st.logTypes.types);
     sources.set('logLevel', where(st.logTypes.at));

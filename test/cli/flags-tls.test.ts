@@ -80,6 +80,12 @@ describe('listener flags', () => {
     assert.deepEqual(c.auth, { passwordFile: '/p', aclFile: '/acl', allowAnonymous: false });
   });
 
+  it('each listener knows where it came from, for error messages (listenerSources)', () => {
+    const c = loadConfig(['--ws-port', '8080', '--tls-port', '8883', '--cert', '/a', '--key', '/b'], { PETREL_PORT: '1999' });
+    assert.deepEqual(c.listenerSources, ['PETREL_PORT', '--tls-port', '--ws-port']);
+    assert.deepEqual(loadConfig([], {}).listenerSources, ['--port (default 1883)']);
+  });
+
   it('--password-file, --acl-file and --allow-anonymous go to auth; nothing set: no auth options', () => {
     const c = loadConfig(['--password-file', 'passwd', '--acl-file', '/etc/acl', '--allow-anonymous'], {});
     assert.deepEqual(c.auth, { passwordFile: 'passwd', aclFile: '/etc/acl', allowAnonymous: true });
@@ -234,6 +240,16 @@ describe('petrel process: flags end to end', () => {
     assert.equal(r.status, 2);
     assert.match(r.stderr, /^petrel: --tls-port: needs --cert and --key/m);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
+  });
+
+  it('a certificate or password file that cannot be read: exit 2 naming the flag and the file', () => {
+    const missing = join(tmp, 'missing.pem');
+    const r = spawnSync(process.execPath, [CLI, '--tls-port', '8883', '--cert', missing, '--key', certs.serverKey, '--memory'], { encoding: 'utf8', timeout: 15_000 });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim(), `petrel: --tls-port: cannot read the cert file ${missing}: ENOENT`);
+    const r2 = spawnSync(process.execPath, [CLI, '--password-file', missing, '--memory'], { encoding: 'utf8', timeout: 15_000, env: { PATH: process.env.PATH } });
+    assert.equal(r2.status, 2, r2.stderr);
+    assert.equal(r2.stderr.trim(), `petrel: --password-file: cannot read the password file ${missing}: ENOENT`);
   });
 
   it('SIGHUP reloads and the broker keeps running; SIGTERM still exits 0', async () => {

@@ -56,6 +56,11 @@ describe('mosquitto.conf: directives and their mapping', () => {
     ]);
   });
 
+  it('each listener knows its line (listenerSources), the default listener says what made it', () => {
+    const file = conf(['port 1999', 'listener 1884']);
+    assert.deepEqual(readMosquittoConfig(file).listenerSources, [`${file}:2: listener`, `${file}: the default listener (port, bind_address or settings before the first listener line)`]);
+  });
+
   it('port given twice: the last one is used, with a warning (as Mosquitto)', () => {
     const m = read(['port 1999', 'port 2000']);
     assert.deepEqual(m.listeners, [{ transport: 'tcp', port: 2000 }]);

@@ -173,6 +173,14 @@ describe('petrel --mosquitto-config with a real mosquitto.conf', () => {
     }
   });
 
+  it('a certificate file that cannot be read is named with its listener\'s mosquitto.conf line, exit 2', () => {
+    const bad = join(dir, 'missing-cert.conf');
+    writeFileSync(bad, `listener ${plain} 127.0.0.1\nallow_anonymous true\nlistener ${tls} 127.0.0.1\ncertfile ${join(dir, 'no-such.crt')}\nkeyfile ${certs.serverKey}\n`);
+    const r = spawnSync(process.execPath, [CLI, '--mosquitto-config', bad, '--memory'], { encoding: 'utf8', timeout: 15_000 });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim(), `petrel: ${bad}:3: listener: cannot read the cert file ${join(dir, 'no-such.crt')}: ENOENT`);
+  });
+
   it('flags win: --port replaces the listeners of the file', async () => {
     const [port] = await freePorts(1);
     const p = await startCli(['--mosquitto-config', conf, '--port', String(port), '--host', '127.0.0.1'], [port!]);
