@@ -43,9 +43,9 @@ export async function stopCli(p: LineProcess): Promise<number | null> {
   return p.exit(10_000);
 }
 
-/** mosquitto_sub with -d, once its SUBACK arrived (so a message published now reaches it). */
+/** mosquitto_sub with -d (line-buffered through stdbuf), once its SUBACK arrived (so a message published now reaches it). */
 export async function subscribed(args: string[], ms = 10_000): Promise<LineProcess> {
-  const p = new LineProcess('mosquitto_sub', ['-d', ...args]);
+  const p = new LineProcess('stdbuf', ['-oL', 'mosquitto_sub', '-d', ...args]);
   await p.waitForLine((l) => /received SUBACK/.test(l), ms, 'mosquitto_sub SUBACK');
   return p;
 }
