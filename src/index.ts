@@ -15,8 +15,11 @@ import type { Store } from './store/types.js';
 import type { BoundAddress } from './transport/tcp.js';
 import type { Properties, QoS } from './protocol/packets.js';
 import type { BrokerMessage } from './broker/hooks.js';
+import type { HttpAddress } from './observability/index.js';
 
-export type { BrokerOptions, Limits, ListenerOptions, StoreOption } from './broker/options.js';
+export type { BrokerOptions, HttpOptions, Limits, ListenerOptions, StoreOption, Transport } from './broker/options.js';
+export type { HttpAddress } from './observability/index.js';
+export { BUCKETS as METRIC_BUCKETS } from './observability/counters.js';
 export { DEFAULT_LIMITS } from './broker/options.js';
 export type {
   AuthenticateRequest,
@@ -87,6 +90,8 @@ export interface PetrelBroker {
   onFatal(handler: (err: unknown) => void): void;
   /** What the broker holds for one client id, or undefined if it has no session. */
   session(clientId: string): SessionInfo | undefined;
+  /** The HTTP listener's address (options.http) once listen() opened it, else null. */
+  readonly httpAddress: HttpAddress | null;
 }
 
 export interface SessionInfo {
@@ -143,6 +148,9 @@ class PublicBroker implements PetrelBroker {
   }
   onFatal(handler: (err: unknown) => void): void {
     this.#core.onFatal(handler);
+  }
+  get httpAddress(): HttpAddress | null {
+    return this.#core.httpAddress;
   }
   session(clientId: string): SessionInfo | undefined {
     const s = this.#core.sessions.get(clientId);

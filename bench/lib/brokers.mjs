@@ -62,6 +62,9 @@ export const BROKERS = {
   'mosquitto-nodelay': { label: 'Mosquitto (TCP_NODELAY)', kind: 'c' },
   aedes: { label: 'Aedes', kind: 'node' },
   'node-floor': { label: 'Node net.Server floor', kind: 'node' },
+  // bench/metrics-broker.mjs: Petrel embedded with /metrics and the latency histograms on, or metrics off.
+  'metrics-on': { label: 'Petrel, metrics on', kind: 'node' },
+  'metrics-off': { label: 'Petrel, metrics off', kind: 'node' },
 };
 
 /** null if available, else a human explanation of why it is skipped. */
@@ -76,6 +79,10 @@ export function unavailableReason(name) {
     return null;
   }
   if (name === 'node-floor') return null;
+  if (name === 'metrics-on' || name === 'metrics-off') {
+    if (!fs.existsSync(PETREL_INDEX)) return `Petrel is not built (${path.relative(REPO_DIR, PETREL_INDEX)} missing): run \`npm run build\``;
+    return null;
+  }
   if (name === 'aedes') {
     if (!aedesVersion()) return 'aedes is not installed in node_modules: run `npm install`';
     return null;
@@ -113,6 +120,8 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
     cleanupDir = conf;
   } else if (name === 'aedes') {
     argv = [process.execPath, path.join(BENCH_DIR, 'aedes-broker.mjs'), '--port', String(port), '--host', HOST];
+  } else if (name === 'metrics-on' || name === 'metrics-off') {
+    argv = [process.execPath, path.join(BENCH_DIR, 'metrics-broker.mjs'), '--port', String(port), '--host', HOST, '--metrics', name === 'metrics-on' ? 'on' : 'off'];
   } else if (name === 'node-floor') {
     argv = [process.execPath, path.join(BENCH_DIR, 'node-floor.mjs'), '--port', String(port), '--host', HOST];
   } else {

@@ -98,6 +98,7 @@ const SHORT = {
   'idle-10k': 'idle',
   'persistent-qos1': 'persistent Q1',
   inproc: 'in-process',
+  'metrics-cost': 'metrics on/off',
   eventloop: 'event loop',
 };
 
@@ -176,6 +177,10 @@ function goalFor(sc, m, v) {
       return ['no loss with > 20 in flight', null];
     case 'inproc|rate':
       return ['', null];
+    case 'metrics-cost|recv_rate': {
+      const r = ratio(v['metrics-on'], v['metrics-off']);
+      return [r == null ? 'on/off ≥ 0.95×' : `on/off ${r.toFixed(3)}× (goal ≥ 0.95×)`, r == null ? null : r >= 0.95];
+    }
     case 'eventloop|delete.with.p99':
     case 'eventloop|fanout.with.p99':
     case 'eventloop|checkpoint.with.p99':

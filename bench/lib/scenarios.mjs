@@ -120,6 +120,19 @@ export const SCENARIOS = [
     ]),
   },
   {
+    // The cost of metrics (issue 11): Petrel embedded (bench/metrics-broker.mjs) with /metrics and every latency
+    // histogram recorded, against the same with metrics off, in the same run, alternating; the figure is the
+    // ratio metrics-on / metrics-off (goal >= 0.95). QoS 1 point-to-point: dispatch, ack round trip and the
+    // counters are all on its path.
+    id: 'metrics-cost',
+    title: 'Metrics on vs off, point-to-point 100 pairs, QoS 1',
+    kind: 'throughput',
+    only: ['metrics-on', 'metrics-off'],
+    extraBrokers: ['metrics-off', 'metrics-on'],
+    load: { ...P2P, pubTopic: 'bench/mc/%d', subFilter: 'bench/mc/%d', qos: 1 },
+    metrics: [{ key: 'recv_rate', label: 'msg/s received', better: 'higher' }],
+  },
+  {
     id: 'inproc',
     title: 'In-process API publish → for await, QoS 0',
     kind: 'inproc',

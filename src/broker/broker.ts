@@ -9,8 +9,9 @@ import { ReasonCode } from '../protocol/reason-codes.js';
 import { propertiesLength } from '../protocol/properties.js';
 import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
-import { Connection } from '../transport/connection.js';
-import { listenTcp, remoteAddressOf, type BoundAddress, type TcpListener } from '../transport/tcp.js';
+import { Connection, type ConnectionMeta } from '../transport/connection.js';
+import { openListener, type Listener, type ListenerHost } from '../transport/listener.js';
+import { remoteAddressOf, type BoundAddress } from '../transport/tcp.js';
 import { Client } from './client.js';
 import { ClientState } from './client-state.js';
 import { Committer } from './committer.js';
@@ -25,6 +26,11 @@ import type { Limits, ResolvedOptions } from './options.js';
 import { RetainedIndex } from './retained.js';
 import { Session, subscriptionRecord } from './session.js';
 import { Subscription, TopicTree } from './topic-tree.js';
+import { KeyedRateLimiter } from './rate-limit.js';
+import { BrokerAuth, UNKNOWN_IDENTITY } from '../auth/auth.js';
+import type { Acl, AclIdentity } from '../auth/acl.js';
+import { Obs } from '../observability/counters.js';
+import { startObservability, type HttpAddress, type Observability } from '../observability/index.js';
 
 export interface BrokerStats {
   connectionsOpened: number;
@@ -63,12 +69,57 @@ export interface BrokerStats {
   connectsRefusedMemory: number;
   /** Connections whose reading was paused because memory was above the watermark. */
   readsPausedMemory: number;
+  /** Sockets closed at accept because limits.maxConnections were open. */
+  connectionsRefusedLimit: number;
+  /** Sockets closed at accept because their IP address went over limits.connectionRatePerAddress. */
+  connectionsRefusedAddressRate: number;
+  /** Times a client's reading was paused for going over limits.maxPublishRate / maxPublishBytesRate. */
+  publishRatePauses: number;
+  /** Clients disconnected for going over their publish rate (limits.rateLimitDisconnect). */
+  publishRateDisconnects: number;
+  /** Topic names and filters refused for being longer than limits.maxTopicLength bytes. */
+  topicLengthRefused: number;
+  // ---- authentication and authorization (options.auth, src/auth/) ----
+  /** CONNECTs refused for their credentials: bad password, unknown user, anonymous refused, a hook's refusal. */
+  authFailures: number;
+  /** Of those: clients without a user name refused (allowAnonymous false). */
+  authAnonymousRefused: number;
+  /** CONNECTs refused with 0x89 because the password-hash queue was full (auth.maxPendingHashes). */
+  authBusy: number;
+  /** CONNECTs refused because their address is banned by the login guard (0x8A; 3.1.1: 5). */
+  authBanned: number;
+  /** Addresses banned by the login guard (auth.loginGuard). */
+  authBans: number;
+  /** Connected clients disconnected by a reload because their password-file entry was removed or changed. */
+  authRevoked: number;
+  /** Deliveries (retained messages included) withheld from partially granted subscriptions by the ACL. */
+  aclFiltered: number;
+  /** Subscriptions removed because the ACL no longer allows them (reload, or a session resumed by another user). */
+  aclSubscriptionsRevoked: number;
+  /** Connections closed at accept because their listener had maxConnections open. */
+  connectionsRefusedMaxConnections: number;
+  /** Connections closed at accept because their listener's connectionRate was used up. */
+  connectionsRefusedRate: number;
+  /** Connections closed for their PROXY header: untrusted source, malformed or oversized, or none within connectTimeout. */
+  proxyHeadersRefused: number;
+  /** TLS handshakes that failed (plaintext, no or a bad client certificate, a revoked one, none within connectTimeout, no identity). */
+  tlsHandshakesFailed: number;
+  /** TLS connections closed for attempting renegotiation. */
+  tlsRenegotiationsRefused: number;
+  /** HTTP connections of ws/wss listeners not upgraded: wrong path, Origin, subprotocol, not a WebSocket, none within connectTimeout. */
+  wsUpgradesRefused: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
 const NEVER = 0xffffffff;
 /** Interval of the expiry pass over retained messages and offline queues, ms. */
 const EXPIRY_SWEEP_MS = 10_000;
+
+/** The IP address of a socket's peer, IPv4-mapped IPv6 addresses as IPv4. */
+export function ipOf(address: string | undefined): string {
+  if (address === undefined) return '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
 
 /** setTimeout for delays longer than 24.8 days. */
 function longTimeout(ms: number, fn: () => void): NodeJS.Timeout {
@@ -119,7 +170,28 @@ export class Broker {
     memoryEpisodes: 0,
     connectsRefusedMemory: 0,
     readsPausedMemory: 0,
+    connectionsRefusedLimit: 0,
+    connectionsRefusedAddressRate: 0,
+    publishRatePauses: 0,
+    publishRateDisconnects: 0,
+    topicLengthRefused: 0,
+    authFailures: 0,
+    authAnonymousRefused: 0,
+    authBusy: 0,
+    authBanned: 0,
+    authBans: 0,
+    authRevoked: 0,
+    aclFiltered: 0,
+    aclSubscriptionsRevoked: 0,
+    connectionsRefusedMaxConnections: 0,
+    connectionsRefusedRate: 0,
+    proxyHeadersRefused: 0,
+    tlsHandshakesFailed: 0,
+    tlsRenegotiationsRefused: 0,
+    wsUpgradesRefused: 0,
   };
+  /** Password file, ACL file, anonymous policy, hash queue, login guard (src/auth/auth.ts). */
+  readonly auth: BrokerAuth;
   closing = false;
   /**
    * While true (routing an inbound QoS 2 message whose packet id is not committed yet), whatever is written to a
@@ -140,7 +212,7 @@ export class Broker {
   private messageId = 1;
   private localId = 0;
   private readonly locals = new Set<LocalSubscription>();
-  private listeners: TcpListener[] = [];
+  private listeners: Listener[] = [];
   private sweepTimer: NodeJS.Timeout | null = null;
   /** Keep alive and CONNECT deadlines of every connection (keep-alive.ts). */
   private readonly deadlines = new DeadlineWheel<Client>();
@@ -167,7 +239,47 @@ export class Broker {
       this.stats.internalErrors++;
       this.logger.error('work after a commit failed', { err });
     });
+    const perAddress = options.limits.connectionRatePerAddress;
+    if (perAddress > 0) this.addressRate = new KeyedRateLimiter(perAddress, Math.max(1, perAddress));
     this.memory = new MemoryGuard(options.limits.memoryLimit, { connections: this.clients, stats: this.stats, logger: this.logger });
+    this.auth = new BrokerAuth(options.auth);
+    if (this.auth.configured) this.reloaders.set('auth', () => this.reloadAuth());
+    this.obs = new Obs(options.http !== undefined && options.metrics);
+    this.committer.commitRecorder = this.obs.timing ? this.obs.commit : null;
+    this.observabilityOptions = options;
+    this.reloaders.set('tls', () => this.reloadCertificates());
+  }
+
+  /** Re-read the certificates of every tls/wss listener; all are read before any is swapped in. */
+  private reloadCertificates(): void {
+    const errors: string[] = [];
+    for (const l of this.listeners) {
+      if (l.address.transport !== 'tls' && l.address.transport !== 'wss') continue;
+      try {
+        l.reload();
+      } catch (err) {
+        errors.push(`${l.address.name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    if (errors.length > 0) throw new Error(`certificates not reloaded: ${errors.join('; ')}`);
+  }
+
+  /** Counters and latency recorders (src/observability/counters.ts), read by /metrics and $SYS. */
+  readonly obs: Obs;
+  private readonly observabilityOptions: ResolvedOptions;
+  /** The HTTP listener and the $SYS tree, once started. */
+  private observability: Observability | null = null;
+  /** When start() opened the store (ms). */
+  startedAt = 0;
+
+  /** MQTT listeners bound now (readiness). */
+  get boundListeners(): number {
+    return this.listeners.length;
+  }
+
+  /** The HTTP listener's address, once listen() opened it. */
+  get httpAddress(): HttpAddress | null {
+    return this.observability?.httpAddress ?? null;
   }
 
   /** The memory watermark (limits.memoryLimit): global backpressure, see memory-guard.ts. */
@@ -220,6 +332,12 @@ export class Broker {
           s, r.filter, shared ? shared.filter : r.filter, shared ? shared.group : null,
           r.qos, r.noLocal, r.retainAsPublished, r.retainHandling, r.subscriptionId,
         );
+        // Whose rights apply is known once its client connects again (recheckSubscriptions): until then no
+        // message passes the ACL for it.
+        if (this.auth.acl !== null) {
+          sub.aclIdentity = UNKNOWN_IDENTITY;
+          this.auth.aclGranted.add(sub);
+        }
         this.tree.add(sub);
         s.subscriptions.set(r.filter, sub);
       }
@@ -240,6 +358,8 @@ export class Broker {
     this.expiryTimer = setInterval(() => this.guarded('expiry pass', () => this.expireAll()), EXPIRY_SWEEP_MS);
     this.expiryTimer.unref();
     this.memory.start();
+    this.startedAt = Date.now();
+    this.observability = startObservability(this, this.observabilityOptions);
     this.logger.info('store opened', {
       store: this.store.kind,
       sessions: state.sessions.length,
@@ -272,32 +392,85 @@ export class Broker {
   async listen(listeners = this.listenerOptions): Promise<BoundAddress[]> {
     if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
     await this.start();
-    const opened: TcpListener[] = [];
+    const opened: Listener[] = [];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const broker = this;
+    const host: ListenerHost = {
+      limits: this.limits,
+      stats: this.stats,
+      logger: this.logger,
+      get closing() {
+        return broker.closing;
+      },
+      accept: (stream, meta, remote) => {
+        if (!this.admit(meta.remoteIp)) {
+          stream.destroy();
+          return;
+        }
+        this.acceptConnection(stream, () => remote, meta);
+      },
+    };
     try {
-      const keepAliveMs = this.limits.tcpKeepAlive * 1000;
-      for (const l of listeners) opened.push(await listenTcp(l.host, l.port, (s) => this.handleSocket(s), keepAliveMs));
+      for (const l of listeners) opened.push(await openListener(l, host));
+      if (this.observability !== null) await this.observability.listen();
     } catch (err) {
       await Promise.all(opened.map((l) => l.close()));
       const e = err as NodeJS.ErrnoException;
       throw new PetrelError('PETREL_ERR_LISTEN', `cannot listen: ${e.message}`, { cause: err });
     }
     this.listeners.push(...opened);
-    for (const l of opened) this.logger.info('listening', { transport: 'tcp', host: l.address.host, port: l.address.port });
+    for (const l of opened) {
+      this.logger.info('listening', { listener: l.address.name, transport: l.address.transport, host: l.address.host, port: l.address.port });
+    }
     return opened.map((l) => l.address);
   }
 
-  /** A new transport connection (TCP here; TLS and WebSocket hand theirs over the same way). */
+  /** A TCP socket handed over directly (as from a tcp listener without PROXY). */
   handleSocket(socket: net.Socket): void {
-    if (this.closing) {
+    if (this.closing || !this.admit(ipOf(socket.remoteAddress))) {
       socket.destroy();
       return;
     }
-    this.acceptConnection(socket, remoteAddressOf);
+    let ip = socket.remoteAddress ?? '';
+    if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7);
+    this.acceptConnection(socket, remoteAddressOf, { listener: 'tcp', transport: 'tcp', remoteIp: ip });
   }
 
-  acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string): Client {
+  /**
+   * Whether a new socket from this IP address may open a connection under limits.maxConnections and
+   * limits.connectionRatePerAddress (counted when not). The caller closes a refused socket.
+   */
+  admit(ip: string): boolean {
+    const max = this.limits.maxConnections;
+    if (max > 0 && this.clients.size >= max) {
+      this.stats.connectionsRefusedLimit++;
+      this.refusalLog('connection refused: limits.maxConnections reached', ip);
+      return false;
+    }
+    if (this.addressRate !== null && !this.addressRate.allow(ip, Date.now())) {
+      this.stats.connectionsRefusedAddressRate++;
+      this.refusalLog('connection refused: limits.connectionRatePerAddress exceeded', ip);
+      return false;
+    }
+    return true;
+  }
+
+  private addressRate: KeyedRateLimiter | null = null;
+  private lastRefusalLog = 0;
+
+  /** At most one log line per second for refused sockets (a flood must not become a flood of logs). */
+  private refusalLog(msg: string, ip: string): void {
+    const now = Date.now();
+    if (now - this.lastRefusalLog < 1000) return;
+    this.lastRefusalLog = now;
+    this.logger.warn(msg, { remote: ip, refusedLimit: this.stats.connectionsRefusedLimit, refusedRate: this.stats.connectionsRefusedAddressRate });
+  }
+
+  /** A connection that passed its listener's stages; meta tells which listener and who (see ConnectionMeta). */
+  acceptConnection(socket: Duplex, addressOf: (socket: Duplex) => string, meta?: ConnectionMeta): Client {
     this.stats.connectionsOpened++;
     const conn = new Connection(socket, addressOf, NULL_HANDLER, this.limits.maxWriteBuffer);
+    if (meta !== undefined) conn.meta = meta;
     const client = new Client(this, conn);
     this.clients.add(client);
     // CONNECT (and its authentication) must be done by then.
@@ -318,6 +491,7 @@ export class Broker {
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.memory.stop();
+    this.observability?.draining();
     // Stop accepting now; net.Server's close callback waits for every connection, so it is awaited last.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     this.listeners = [];
@@ -349,6 +523,7 @@ export class Broker {
         this.logger.error('store close failed', { err });
       }
     }
+    await this.observability?.close();
     this.closed = true;
     this.logger.info('broker closed');
   }
@@ -403,11 +578,13 @@ export class Broker {
       session.willStored = true;
       this.persistSession(session, client);
     }
+    this.obs.sessionOpened(sessionPresent);
     return { session, sessionPresent };
   }
 
   /** CONNACK is out and the session attached. */
   clientConnected(client: Client): void {
+    this.obs.connected(client, this.stats.connects - this.obs.connectedGone);
     if (this.logger.debugEnabled !== false) {
       this.logger.debug('client connected', { client: client.clientId, remote: client.conn.remoteAddress, version: client.version });
     }
@@ -417,14 +594,14 @@ export class Broker {
 
   /** A connection that never completed CONNECT went away. */
   forgetClient(client: Client): void {
-    this.clients.delete(client);
+    if (this.clients.delete(client)) this.obs.socketClosed(client, false);
     this.deadlines.remove(client);
     this.memory.forget(client);
   }
 
   /** A connected client's connection ended (or is ending). */
   clientGone(client: Client): void {
-    this.clients.delete(client);
+    if (this.clients.delete(client)) this.obs.socketClosed(client, true);
     this.deadlines.remove(client);
     this.memory.forget(client);
     if (client.released) return;
@@ -480,7 +657,7 @@ export class Broker {
     if (session.expiryTimer) clearTimeout(session.expiryTimer);
     session.expiryTimer = longTimeout(at - now, () => {
       session.expiryTimer = null;
-      if (session.client === null && !session.ended) this.guarded('session expiry', () => this.endSession(session));
+      if (session.client === null && !session.ended) this.guarded('session expiry', () => { this.obs.sessionsExpired++; this.endSession(session); });
     });
   }
 
@@ -591,8 +768,11 @@ export class Broker {
       // An empty retained message clears the topic and is not stored [MQTT-3.3.1-6/7].
       const value = msg.payload.length === 0 ? null : msg;
       this.setRetainedIndex(msg.topic, value);
-      this.store.setRetained(msg.topic, value);
-      this.committer.touch();
+      // $SYS values are the running broker's (src/observability/sys.ts): not kept across a restart.
+      if (!msg.topic.startsWith('$SYS/')) {
+        this.store.setRetained(msg.topic, value);
+        this.committer.touch();
+      }
     }
     return this.route(msg);
   }
@@ -642,6 +822,8 @@ export class Broker {
       const s = single[i]!;
       // No Local: not back to the publishing connection's client id [MQTT-3.8.3-3].
       if (s.noLocal && origin === s.recipient.id) continue;
+      // Granted in part by the ACL file: this topic must be readable (never set without an ACL file).
+      if (s.aclIdentity !== null && !this.aclReadable(s.aclIdentity, msg.topic)) continue;
       n++;
       // QoS is the minimum of published and granted [MQTT-3.8.4-8]; RETAIN per Retain As Published [MQTT-3.3.1-12/13].
       s.recipient.deliver(msg, mq < s.qos ? mq : s.qos, s.retainAsPublished && msg.retain, s.subIds, null);
@@ -654,6 +836,7 @@ export class Broker {
       let ids: number[] | undefined;
       for (const s of list) {
         if (s.noLocal && origin === s.recipient.id) continue;
+        if (s.aclIdentity !== null && !this.aclReadable(s.aclIdentity, msg.topic)) continue;
         if (s.qos > qos) qos = s.qos;
         if (s.retainAsPublished) retain = true;
         if (s.subscriptionId !== undefined) (ids ??= []).push(s.subscriptionId);
@@ -664,12 +847,90 @@ export class Broker {
     }
     for (const g of m.shared) {
       // One member of each shared group (§4.8.2).
-      const s = g.pick();
+      let s = g.pick();
+      if (s === null) continue;
+      if (s.aclIdentity !== null && !this.aclReadable(s.aclIdentity, msg.topic)) s = this.readableMember(g.members, msg.topic);
       if (s === null) continue;
       n++;
       s.recipient.deliver(msg, mq < s.qos ? mq : s.qos, s.retainAsPublished && msg.retain, s.subIds, g);
     }
     return n;
+  }
+
+  /** The ACL file's rules, or null without one. */
+  get acl(): Acl | null {
+    return this.auth.acl;
+  }
+
+  /** Whether a partially granted subscription may receive a topic now (counted in aclFiltered when not). */
+  aclReadable(identity: AclIdentity, topic: string): boolean {
+    const acl = this.auth.acl;
+    if (acl === null) return true;
+    if (identity !== UNKNOWN_IDENTITY && acl.canRead(identity, topic)) return true;
+    this.stats.aclFiltered++;
+    return false;
+  }
+
+  /** A shared group's member whose subscription may read the topic (the one picked may not). */
+  private readableMember(members: readonly Subscription[], topic: string): Subscription | null {
+    const acl = this.auth.acl;
+    for (const m of members) {
+      if (!m.recipient.online) continue;
+      if (m.aclIdentity === null || (acl !== null && m.aclIdentity !== UNKNOWN_IDENTITY && acl.canRead(m.aclIdentity, topic))) return m;
+    }
+    return null;
+  }
+
+  /**
+   * The ACL's answer for the subscriptions it granted to a session, for the identity now using it (a client
+   * connected to it, or the ACL was reloaded): refused ones are removed, the others granted in full or in part.
+   */
+  recheckSubscriptions(session: Session, identity: AclIdentity): void {
+    const acl = this.auth.acl;
+    if (acl === null) return;
+    this.auth.sessionIdentity.set(session, identity);
+    for (const sub of [...session.subscriptions.values()]) {
+      if (!this.auth.aclGranted.has(sub)) continue;
+      if (identity === UNKNOWN_IDENTITY) {
+        sub.aclIdentity = UNKNOWN_IDENTITY;
+        continue;
+      }
+      const c = acl.classify(identity, sub.topicFilter);
+      if (c === 'none') {
+        this.stats.aclSubscriptionsRevoked++;
+        this.removeSubscription(session, sub.filter);
+      } else {
+        sub.aclIdentity = c === 'partial' ? identity : null;
+      }
+    }
+  }
+
+  /**
+   * reload() for 'auth': both files re-read (a bad one keeps the old ones; the error names file and line). Then
+   * at once: clients authenticated by a password entry that is gone or changed are disconnected (v5 DISCONNECT
+   * 0x87), and every session's ACL-granted subscriptions are re-checked.
+   */
+  private reloadAuth(): void {
+    const { aclChanged } = this.auth.reread();
+    const passwords = this.auth.passwords;
+    for (const c of [...this.clients]) {
+      if (c.state !== ClientState.Connected) continue;
+      const was = this.auth.byPassword.get(c);
+      if (was === undefined || passwords === null) continue;
+      const now = c.username === undefined ? undefined : passwords.get(c.username);
+      if (now === undefined || now.text !== was) {
+        this.stats.authRevoked++;
+        this.logger.warn('credentials revoked by reload; disconnecting', { client: c.clientId, username: c.username });
+        c.disconnect(ReasonCode.NotAuthorized, 'credentials revoked');
+      }
+    }
+    if (aclChanged) {
+      for (const s of this.sessions.values()) {
+        if (s.ended) continue;
+        const identity = s.client !== null && s.client.state === ClientState.Connected ? s.client.info : (this.auth.sessionIdentity.get(s) ?? UNKNOWN_IDENTITY);
+        this.recheckSubscriptions(s, identity);
+      }
+    }
   }
 
   notifyPublish(client: Client | null, msg: Message): void {
@@ -737,6 +998,12 @@ export class Broker {
 
   /** A reason if the topic name or filter has more than limits.maxTopicLevels levels (counted), else null. */
   tooDeep(topic: string): string | null {
+    const maxLength = this.limits.maxTopicLength;
+    // A UTF-16 unit is at most 3 bytes of UTF-8: only long strings need counting.
+    if (topic.length * 3 > maxLength && Buffer.byteLength(topic, 'utf8') > maxLength) {
+      this.stats.topicLengthRefused++;
+      return `longer than ${maxLength} bytes (limits.maxTopicLength)`;
+    }
     if (!exceedsTopicLevels(topic, this.limits.maxTopicLevels)) return null;
     this.stats.topicLevelsRefused++;
     return `more than ${this.limits.maxTopicLevels} topic levels (limits.maxTopicLevels)`;

@@ -17,6 +17,7 @@ import { handleConnect } from './handle-connect.js';
 import { handleDisconnect } from './handle-disconnect.js';
 import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from './handle-acks.js';
 import { handlePublish } from './handle-publish.js';
+import { TokenBucket } from './rate-limit.js';
 import { handleSubscribe } from './handle-subscribe.js';
 import { handleUnsubscribe } from './handle-unsubscribe.js';
 import type { ClientInfo } from './hooks.js';
@@ -53,6 +54,7 @@ const PAUSE_BACKLOG = 1;
 const PAUSE_MEMORY = 2;
 const PAUSE_ACKS = 4;
 const PAUSE_OUTPUT = 8;
+const PAUSE_RATE = 16;
 
 export class Client implements ConnectionHandler, AckSink {
   readonly broker: Broker;
@@ -114,6 +116,9 @@ export class Client implements ConnectionHandler, AckSink {
   private ackBatch = -1;
   private ackBytes = 0;
   private infoCache: ClientInfo | null = null;
+  /** performance.now() at accept and at CONNECT, for the latency histograms (0 when metrics are off). */
+  openedAt: number;
+  connectAt = 0;
 
   constructor(broker: Broker, conn: Connection) {
     this.broker = broker;
@@ -121,7 +126,9 @@ export class Client implements ConnectionHandler, AckSink {
     conn.handler = this;
     this.window = broker.limits.maxInflight;
     this.lastSeen = broker.tick;
+    this.openedAt = broker.obs.now();
     this.decoder = new ClientDecoder(this, broker.limits.maxPacketSize);
+    this.startRates();
   }
 
   get info(): ClientInfo {
@@ -130,6 +137,8 @@ export class Client implements ConnectionHandler, AckSink {
       username: this.username,
       protocolVersion: this.version,
       remoteAddress: this.conn.remoteAddress,
+      listener: this.conn.meta.listener,
+      transport: this.conn.meta.transport,
     });
   }
 
@@ -215,9 +224,55 @@ export class Client implements ConnectionHandler, AckSink {
     else if (before !== 0 && this.pauses === 0 && this.state !== ClientState.Closed) this.conn.resume();
   }
 
-  /** Reading is paused because memory is above the watermark (the keep-alive deadline waits). */
+  /** Reading is paused because memory is above the watermark or for the client's rate (the keep-alive deadline waits). */
   get memoryPaused(): boolean {
-    return (this.pauses & PAUSE_MEMORY) !== 0;
+    return (this.pauses & (PAUSE_MEMORY | PAUSE_RATE)) !== 0;
+  }
+
+  /** Publish rate buckets (limits.maxPublishRate, maxPublishBytesRate): null when neither is set. */
+  private rates: { messages: TokenBucket | null; bytes: TokenBucket | null } | null = null;
+  private rateTimer: NodeJS.Timeout | null = null;
+
+  /** Set up the publish rate buckets, if a rate is configured. */
+  private startRates(): void {
+    const l = this.broker.limits;
+    if (l.maxPublishRate === 0 && l.maxPublishBytesRate === 0) return;
+    const now = Date.now();
+    this.rates = {
+      messages: l.maxPublishRate > 0 ? new TokenBucket(l.maxPublishRate, l.maxPublishRate, now) : null,
+      bytes: l.maxPublishBytesRate > 0 ? new TokenBucket(l.maxPublishBytesRate, l.maxPublishBytesRate, now) : null,
+    };
+  }
+
+  /**
+   * Count one inbound PUBLISH against the client's rates. Over them: with limits.rateLimitDisconnect the client
+   * is disconnected (v5 0x96 Message rate too high) and false returned (the PUBLISH is not handled, nor
+   * acknowledged); else its socket is not read until the debt is paid, and the PUBLISH is handled.
+   */
+  private withinRate(bytes: number): boolean {
+    const r = this.rates!;
+    const now = Date.now();
+    const wait = Math.max(r.messages === null ? 0 : r.messages.take(1, now), r.bytes === null ? 0 : r.bytes.take(bytes, now));
+    if (wait === 0) return true;
+    const stats = this.broker.stats;
+    if (this.broker.limits.rateLimitDisconnect) {
+      stats.publishRateDisconnects++;
+      this.disconnect(ReasonCode.MessageRateTooHigh, 'publish rate above limits.maxPublishRate / maxPublishBytesRate');
+      return false;
+    }
+    if (this.rateTimer === null) {
+      // Later packets (of this chunk too) wait in the backlog, and the socket is not read, until the debt is paid.
+      stats.publishRatePauses++;
+      this.hold();
+      this.setPaused(PAUSE_RATE, true);
+      this.rateTimer = setTimeout(() => {
+        this.rateTimer = null;
+        this.lastSeen = this.broker.tick;
+        this.setPaused(PAUSE_RATE, false);
+        this.release();
+      }, wait);
+    }
+    return true;
   }
 
   /** Not connected yet (its CONNECT must be read, to be refused), or its session holds messages in the heap. */
@@ -300,6 +355,7 @@ export class Client implements ConnectionHandler, AckSink {
 
   private dispatch(p: Packet): void {
     const state = this.state;
+    this.broker.obs.packetsIn[p.type]!++;
     if (state === ClientState.New) {
       // The first packet must be CONNECT [MQTT-3.1.0-1].
       if (p.type !== PacketType.CONNECT) {
@@ -307,6 +363,7 @@ export class Client implements ConnectionHandler, AckSink {
         return;
       }
       this.broker.stats.packetsIn++;
+      this.connectAt = this.broker.obs.now();
       handleConnect(this, p);
       return;
     }
@@ -319,6 +376,7 @@ export class Client implements ConnectionHandler, AckSink {
     }
     switch (p.type) {
       case PacketType.PUBLISH:
+        if (this.rates !== null && !this.withinRate(p.payload.length)) return;
         handlePublish(this, p);
         return;
       case PacketType.PUBACK:
@@ -372,6 +430,12 @@ export class Client implements ConnectionHandler, AckSink {
         return;
       }
     }
+    if (this.state !== ClientState.New && e.packetType === 1 && e.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+      // A second CONNECT is a Protocol Error whatever its level [MQTT-3.1.0-2]; 0x84 is not a DISCONNECT
+      // reason code [MQTT-3.14.2-1] (fuzz finding second-connect-unsupported-level, test/fixtures/catalogue.ts).
+      this.fail(ReasonCode.ProtocolError, `second CONNECT [MQTT-3.1.0-2]: ${e.message}`);
+      return;
+    }
     this.fail(e.reasonCode, e.message + (e.ref ? ` [${e.ref}]` : ''));
   }
 
@@ -381,6 +445,7 @@ export class Client implements ConnectionHandler, AckSink {
   sendRaw(data: Buffer): void {
     // Empty: a packet that did not fit the client's Maximum Packet Size (see encode()).
     if (this.state === ClientState.Closed || data.length === 0) return;
+    this.broker.obs.packetsOut[data[0]! >> 4]!++;
     // Acks are freshly encoded or immutable constants: no copy needed for the first write of a turn.
     this.conn.write(data, true);
   }
@@ -388,7 +453,9 @@ export class Client implements ConnectionHandler, AckSink {
   sendPacket(p: Packet): void {
     if (this.state === ClientState.Closed) return;
     const data = this.encode(p);
-    if (data.length !== 0) this.conn.write(data, true);
+    if (data.length === 0) return;
+    this.conn.write(data, true);
+    this.broker.obs.packetsOut[p.type]!++;
   }
 
   /**
@@ -424,6 +491,7 @@ export class Client implements ConnectionHandler, AckSink {
   }
 
   private sendRawPacket4(p: Packet): void {
+    this.broker.obs.packetsOut[p.type]!++;
     this.conn.write(encodePacket(p, 4));
   }
 
@@ -503,6 +571,7 @@ export class Client implements ConnectionHandler, AckSink {
       this.conn.writeWithHeader(h.header, h.packetIdOffset, packetId, dup ? 0x08 : 0, msg.payload);
     }
     this.broker.stats.messagesOut++;
+    this.broker.obs.sent(qos, msg.payload.length);
     if (this.broker.holdDeliveries) this.holdOutputForCommit();
     return true;
   }
@@ -532,6 +601,7 @@ export class Client implements ConnectionHandler, AckSink {
       if (this.state === ClientState.Connected) {
         this.sendPacket({ type: 14, reasonCode, properties: { reasonString: reason } });
       } else {
+        this.broker.obs.connectDecided(this, reasonCode);
         this.sendPacket({ type: 2, sessionPresent: false, reasonCode, properties: this.reasonProps(reason) });
       }
     }
@@ -542,6 +612,7 @@ export class Client implements ConnectionHandler, AckSink {
   refuseConnect(reasonCode: number, reason: string): void {
     if (this.state === ClientState.Closed) return;
     this.broker.stats.connectsRefused++;
+    this.broker.obs.connectDecided(this, reasonCode);
     this.broker.logger.info('connection refused', {
       client: this.clientId || undefined,
       remote: this.conn.remoteAddress,
@@ -587,6 +658,10 @@ export class Client implements ConnectionHandler, AckSink {
       const wasConnected = this.state === ClientState.Connected;
       this.state = ClientState.Closed;
       this.backlog = null;
+      if (this.rateTimer !== null) {
+        clearTimeout(this.rateTimer);
+        this.rateTimer = null;
+      }
       if (!this.normalDisconnect && this.closeReason === ReasonCode.Success) this.closeReason = ReasonCode.UnspecifiedError;
       try {
         if (wasConnected) this.broker.clientGone(this);

@@ -7,6 +7,7 @@
 // With a store that is not durable (memory) nothing waits.
 
 import type { Store } from '../store/types.js';
+import type { Recorder } from '../observability/counters.js';
 
 /** Something that can take bytes (a client connection). */
 export interface AckSink {
@@ -34,6 +35,8 @@ export class Committer {
   commits = 0;
   /** Number of the batch that takes what is sent now (grows by one whenever a commit takes the batch). */
   batch = 0;
+  /** Commit durations are recorded here (seconds) when metrics are on. */
+  commitRecorder: Recorder | null = null;
 
   constructor(
     private readonly store: Store,
@@ -111,8 +114,10 @@ export class Committer {
     this.committing = true;
     try {
       if (mustCommit) {
+        const t0 = this.commitRecorder !== null ? performance.now() : 0;
         await this.store.commit();
         this.commits++;
+        if (this.commitRecorder !== null) this.commitRecorder.observe((performance.now() - t0) / 1000);
       }
     } catch (err) {
       this.committing = false;

@@ -12,6 +12,7 @@ import { ClientState } from './client-state.js';
 import { runAuthStep } from './handle-auth.js';
 import type { AuthenticateResult, AuthorizePublishResult, BrokerMessage } from './hooks.js';
 import { forwardableProperties } from './message.js';
+import { addressPart } from '../auth/login-guard.js';
 
 const NO_EXPIRY = 0xffffffff;
 
@@ -34,7 +35,9 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   const broker = client.broker;
   const limits = broker.limits;
   client.version = p.protocolVersion;
-  client.username = p.username;
+  // A certificate identity (the listener's identityAsUsername) is the user name, whatever the CONNECT says.
+  const certUser = client.conn.meta.certificateUsername;
+  client.username = certUser ?? p.username;
   client.state = ClientState.Authenticating;
   // Known before anything is sent, a refusal included [MQTT-3.1.2-24].
   if (p.protocolVersion === 5 && p.properties?.maximumPacketSize !== undefined) client.maxPacketSize = p.properties.maximumPacketSize;
@@ -43,6 +46,12 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
     // client should do; 0x97 Quota exceeded would blame a quota of its own. 3.1/3.1.1: 3 Server unavailable.
     broker.stats.connectsRefusedMemory++;
     return client.refuseConnect(ReasonCode.ServerBusy, 'server busy: memory above limits.memoryLimit, try again later');
+  }
+  const guard = broker.auth.guard;
+  if (guard !== null && guard.banned(remoteIp(client))) {
+    // Before anything costs a hash: 0x8A Banned (3.1/3.1.1: 5 Not authorized).
+    broker.stats.authBanned++;
+    return client.refuseConnect(ReasonCode.Banned, 'too many failed logins from this address; try again later');
   }
 
   // ---- client identifier [MQTT-3.1.3-*] ----
@@ -151,7 +160,7 @@ export function finishConnect(client: Client, pending: PendingConnect): void {
   if (client.state === ClientState.Closed) return;
   const broker = client.broker;
   const hook = broker.hooks.authenticate;
-  if (hook === undefined) return authorizeWill(client, pending);
+  if (hook === undefined) return authenticateDefault(client, pending);
   const p = pending.packet;
   runConnectHook(
     client,
@@ -160,7 +169,7 @@ export function finishConnect(client: Client, pending: PendingConnect): void {
     () =>
       hook({
         clientId: pending.clientId,
-        username: p.username,
+        username: client.username,
         password: p.password,
         protocolVersion: p.protocolVersion,
         remoteAddress: client.conn.remoteAddress,
@@ -196,10 +205,78 @@ function runConnectHook<R>(client: Client, what: string, refusal: string, call: 
 
 function applyAuthResult(client: Client, pending: PendingConnect, r: AuthenticateResult): void {
   if (client.state === ClientState.Closed) return;
+  if (r === undefined) return authenticateDefault(client, pending);
   if (r === true) return authorizeWill(client, pending);
-  if (r === false) return client.refuseConnect(ReasonCode.BadUserNameOrPassword, 'bad user name or password');
+  if (r === false) return loginFailed(client, ReasonCode.BadUserNameOrPassword, 'bad user name or password');
   const code = r.reasonCode >= 0x80 ? r.reasonCode : ReasonCode.NotAuthorized;
-  client.refuseConnect(code, r.reasonString ?? 'not authorized');
+  loginFailed(client, code, r.reasonString ?? 'not authorized');
+}
+
+/** The client's IP address: the transport's (PROXY-aware) one, else the address part of remoteAddress. */
+function remoteIp(client: Client): string {
+  return client.conn.meta.remoteIp || addressPart(client.conn.remoteAddress);
+}
+
+/** A failed login: counted, told to the login guard (which may ban the address), refused. */
+function loginFailed(client: Client, code: number, reason: string): void {
+  const broker = client.broker;
+  broker.stats.authFailures++;
+  const guard = broker.auth.guard;
+  if (guard !== null) {
+    const ip = remoteIp(client);
+    if (guard.failed(ip)) {
+      broker.stats.authBans++;
+      // The address and the user name, never the password.
+      broker.logger.warn('address banned after failed logins', {
+        address: ip,
+        failures: guard.options.maxFailures,
+        windowSeconds: guard.options.windowSeconds,
+        banSeconds: guard.options.banSeconds,
+        username: client.username,
+      });
+    }
+  }
+  client.refuseConnect(code, reason);
+}
+
+/**
+ * No hook decided: an accepted enhanced method, then the certificate identity, then the password file, then
+ * the anonymous rule (the order in hooks.ts).
+ */
+function authenticateDefault(client: Client, pending: PendingConnect): void {
+  const broker = client.broker;
+  if (client.authMethod !== undefined) return authorizeWill(client, pending);
+  if (client.conn.meta.certificateUsername !== undefined) return authorizeWill(client, pending);
+  const auth = broker.auth;
+  const username = client.username;
+  const passwords = auth.passwords;
+  if (passwords !== null && username !== undefined) {
+    const entry = passwords.get(username);
+    const r = auth.verifier!.verify(entry, pending.packet.password, remoteIp(client));
+    const decide = (v: 'ok' | 'bad' | 'busy'): void => {
+      if (client.state === ClientState.Closed) return;
+      if (v === 'ok') {
+        auth.byPassword.set(client, entry!.text);
+        return authorizeWill(client, pending);
+      }
+      if (v === 'busy') {
+        broker.stats.authBusy++;
+        return client.refuseConnect(ReasonCode.ServerBusy, 'server busy: too many logins waiting, try again later');
+      }
+      loginFailed(client, ReasonCode.BadUserNameOrPassword, 'bad user name or password');
+    };
+    if (typeof r === 'string') return decide(r);
+    client.wait(r, decide, (err: unknown) => {
+      broker.logger.error('password verification failed', { err });
+      client.refuseConnect(ReasonCode.UnspecifiedError, 'authentication failed');
+    });
+    return;
+  }
+  if (username === undefined && !auth.options.allowAnonymous) {
+    broker.stats.authAnonymousRefused++;
+    return loginFailed(client, ReasonCode.NotAuthorized, 'anonymous clients are not allowed');
+  }
+  authorizeWill(client, pending);
 }
 
 /**
@@ -216,7 +293,7 @@ function authorizeWill(client: Client, pending: PendingConnect): void {
     return client.refuseConnect(ReasonCode.NotAuthorized, 'will topics under $SYS are reserved for the broker');
   }
   const hook = broker.hooks.authorizePublish;
-  if (hook === undefined) return openConnection(client, pending);
+  if (hook === undefined) return willDecided(client, pending, undefined);
   const msg: BrokerMessage = {
     topic: will.topic,
     payload: will.payload,
@@ -236,6 +313,11 @@ function authorizeWill(client: Client, pending: PendingConnect): void {
 
 function willDecided(client: Client, pending: PendingConnect, r: AuthorizePublishResult): void {
   if (client.state === ClientState.Closed) return;
+  if (r === undefined) {
+    // No hook, or it deferred: the ACL file, as for a PUBLISH of the client.
+    const acl = client.broker.acl;
+    r = acl === null || acl.canWrite(client.info, client.will!.topic);
+  }
   if (r === true) return openConnection(client, pending);
   client.broker.stats.publishDenied++;
   // A hook's own reason code if CONNACK can carry it, else Not Authorized.
@@ -267,8 +349,11 @@ function openConnection(client: Client, pending: PendingConnect): void {
   const { session, sessionPresent } = broker.openSession(client, clientId, p.clean, p.protocolVersion, sessionExpiry);
   client.state = ClientState.Connected;
   client.session = session;
+  // A resumed session's subscriptions are held to the rights of whoever connected now.
+  if (broker.acl !== null) broker.recheckSubscriptions(session, client.info);
   broker.keepAliveStarts(client);
   broker.stats.connects++;
+  broker.obs.connectDecided(client, 0);
 
   let connack: Buffer;
   if (p.protocolVersion === 5) {

@@ -16,6 +16,7 @@ export function handlePublish(client: Client, p: PublishPacket): void {
   const limits = broker.limits;
   const session = client.session!;
   broker.stats.messagesIn++;
+  broker.obs.received(p.qos, p.payload.length);
   let topic = p.topic;
   const props = p.properties;
 
@@ -126,10 +127,17 @@ export function handlePublish(client: Client, p: PublishPacket): void {
     decide(client, p, msg, result);
     return;
   }
+  // Without an ACL file nothing more is checked here.
+  if (broker.acl !== null) return decide(client, p, msg, undefined);
   accept(client, p, msg);
 }
 
 function decide(client: Client, p: PublishPacket, msg: Message, r: AuthorizePublishResult): void {
+  if (r === undefined) {
+    // No hook, or it deferred: the ACL file; allowed without one.
+    const acl = client.broker.acl;
+    r = acl === null || acl.canWrite(client.info, msg.topic);
+  }
   if (r === true) return accept(client, p, msg);
   const code = typeof r === 'number' && r >= 0x80 ? r : ReasonCode.NotAuthorized;
   client.broker.stats.publishDenied++;
@@ -154,6 +162,7 @@ function refuse(client: Client, p: PublishPacket, code: number, reason: string):
 function accept(client: Client, p: PublishPacket, msg: Message): void {
   const broker = client.broker;
   if (msg.qos > 0 || msg.retain) msg.own();
+  const t0 = broker.obs.now();
   let matched: number;
   if (p.qos === 2 && client.session!.stored && broker.committer.durable) {
     // An inbound QoS 2 message reaches subscribers only once its packet id is committed (rememberQos2 below,
@@ -167,6 +176,7 @@ function accept(client: Client, p: PublishPacket, msg: Message): void {
   } else {
     matched = broker.publishMessage(msg);
   }
+  broker.obs.routed(msg.qos, matched, t0);
   broker.notifyPublish(client, msg);
   if (p.qos === 1) {
     client.sendAckAfterCommit(4, p.packetId, matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success, undefined, true);

@@ -10,6 +10,17 @@ import { ReasonCode } from '../protocol/reason-codes.js';
 import type { Client } from './client.js';
 import { ClientState } from './client-state.js';
 import type { AuthorizeSubscribeResult } from './hooks.js';
+import type { AclIdentity } from '../auth/acl.js';
+import type { Broker } from './broker.js';
+import type { Message } from './message.js';
+
+/** Retained messages of a partially granted subscription: only those its client may read (at the time they are sent). */
+function* readableOnly(broker: Broker, identity: AclIdentity, items: Iterator<Message>): Generator<Message, undefined, undefined> {
+  for (let r = items.next(); !r.done; r = items.next()) {
+    if (broker.aclReadable(identity, r.value.topic)) yield r.value;
+  }
+  return undefined;
+}
 
 /** Decide one filter before authorization: a failure code, or -1 if it may go on. */
 function precheck(client: Client, req: SubscriptionRequest, isNew: boolean, added: number): number {
@@ -26,8 +37,12 @@ function precheck(client: Client, req: SubscriptionRequest, isNew: boolean, adde
   return -1;
 }
 
-/** Map a hook result to a granted QoS (0..2) or a failure reason code (>= 0x80). */
+/** No hook answered (none, or it returned undefined): the ACL file decides in apply(). */
+const ACL_DECIDES = -2;
+
+/** Map a hook result to a granted QoS (0..2), a failure reason code (>= 0x80), or ACL_DECIDES. */
 function grant(req: SubscriptionRequest, r: AuthorizeSubscribeResult, maxQoS: QoS): number {
+  if (r === undefined) return ACL_DECIDES;
   if (r === true) return Math.min(req.qos, maxQoS);
   if (r === false) return ReasonCode.NotAuthorized;
   if (r >= 0 && r <= 2) return Math.min(req.qos, maxQoS, r);
@@ -68,7 +83,7 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
       continue;
     }
     if (hook === undefined) {
-      codes.push(Math.min(req.qos, limits.maxQoS));
+      codes.push(broker.acl === null ? Math.min(req.qos, limits.maxQoS) : ACL_DECIDES);
       continue;
     }
     let r: AuthorizeSubscribeResult | Promise<AuthorizeSubscribeResult>;
@@ -113,16 +128,32 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
 function apply(client: Client, p: SubscribePacket, granted: number[], subId: number | undefined): void {
   const broker = client.broker;
   const session = client.session!;
-  const retainedFor: { filter: string; qos: QoS; subIds: readonly number[] | undefined; noLocal: boolean }[] = [];
+  const retainedFor: { filter: string; qos: QoS; subIds: readonly number[] | undefined; noLocal: boolean; identity: AclIdentity | null }[] = [];
   const codes: number[] = new Array(granted.length);
+  const acl = broker.acl;
   for (let i = 0; i < granted.length; i++) {
     const req = p.subscriptions[i]!;
     let code = granted[i]!;
+    let partial = false;
+    let byAcl = false;
+    if (code === ACL_DECIDES) {
+      // The ACL file: refused if no topic the filter (a shared one: its inner filter) can match is readable;
+      // granted in part (each delivery checked) if some are.
+      code = Math.min(req.qos, broker.limits.maxQoS);
+      if (acl !== null) {
+        const c = acl.classify(client.info, parseSharedFilter(req.filter)?.filter ?? req.filter);
+        if (c === 'none') code = ReasonCode.NotAuthorized;
+        partial = c === 'partial';
+        byAcl = true;
+      }
+    }
     if (code < 0x80) {
       const { sub, existed } = broker.addSubscription(session, req, code as QoS, subId);
+      sub.aclIdentity = partial ? client.info : null;
+      if (byAcl) broker.auth.aclGranted.add(sub);
       // Retained messages on subscribe, per Retain Handling; never for shared subscriptions [MQTT-3.3.1-6..10, 3.8.4].
       if (sub.group === null && (req.retainHandling === 0 || (req.retainHandling === 1 && !existed))) {
-        retainedFor.push({ filter: sub.topicFilter, qos: code as QoS, subIds: sub.subIds, noLocal: req.noLocal });
+        retainedFor.push({ filter: sub.topicFilter, qos: code as QoS, subIds: sub.subIds, noLocal: req.noLocal, identity: sub.aclIdentity });
       }
     } else {
       broker.stats.subscribeDenied++;
@@ -137,7 +168,10 @@ function apply(client: Client, p: SubscribePacket, granted: number[], subId: num
       if (client.state !== ClientState.Connected || client.session !== session) return;
       // Owed to the session and sent as its socket and window allow (OutboundQueue.deliverRetained), so a
       // client that reads gets every one, at any QoS.
-      for (const r of retainedFor) session.out.deliverRetained(r.filter, broker.retained.iterate(r.filter), r.qos, r.subIds, r.noLocal);
+      for (const r of retainedFor) {
+        const items = broker.retained.iterate(r.filter);
+        session.out.deliverRetained(r.filter, r.identity === null ? items : readableOnly(broker, r.identity, items), r.qos, r.subIds, r.noLocal);
+      }
     });
   }
 }

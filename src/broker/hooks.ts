@@ -9,8 +9,11 @@ export interface ClientInfo {
   readonly clientId: string;
   readonly username: string | undefined;
   readonly protocolVersion: ProtocolVersion;
-  /** e.g. '127.0.0.1:53211' or '[::1]:53211'. */
+  /** e.g. '127.0.0.1:53211' or '[::1]:53211': the client's, as a PROXY header gave it where the listener takes one. */
   readonly remoteAddress: string;
+  /** Name of the listener the client came in on (ListenerOptions.name; default `${transport}:${port}`). */
+  readonly listener: string;
+  readonly transport: 'tcp' | 'tls' | 'ws' | 'wss';
 }
 
 /** A message as the hooks and the in-process API see it. */
@@ -41,8 +44,9 @@ export interface AuthenticateRequest {
 /**
  * `true` accepts, `false` refuses with Bad User Name or Password (0x86; 3.1.1 return code 4).
  * An object refuses with the given v5 reason code (mapped to the closest 3.1.1 return code).
+ * `undefined` has no opinion: the broker's own authentication decides (see "Order of decisions" below).
  */
-export type AuthenticateResult = boolean | { reasonCode: number; reasonString?: string };
+export type AuthenticateResult = boolean | { reasonCode: number; reasonString?: string } | undefined;
 
 export interface SubscribeRequest {
   readonly filter: string;
@@ -54,10 +58,13 @@ export interface SubscribeRequest {
  * A number 0..2 grants that QoS (at most the requested one); a number >= 0x80 refuses with that reason code
  * (3.1/3.1.1 clients always see 0x80).
  */
-export type AuthorizeSubscribeResult = boolean | number;
+export type AuthorizeSubscribeResult = boolean | number | undefined;
 
-/** `true` allows; `false` refuses with Not Authorized (0x87); a number >= 0x80 refuses with that reason code. */
-export type AuthorizePublishResult = boolean | number;
+/**
+ * `true` allows; `false` refuses with Not Authorized (0x87); a number >= 0x80 refuses with that reason code.
+ * `undefined` defers to the ACL file (allowed without one).
+ */
+export type AuthorizePublishResult = boolean | number | undefined;
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -68,6 +75,39 @@ export interface DisconnectInfo {
   readonly byClient: boolean;
 }
 
+/**
+ * Order of decisions: the first definite answer wins.
+ *
+ * Authentication (CONNECT), after the protocol checks:
+ *   0. A client address banned by the login guard (options.auth.loginGuard: maxFailures failed logins within
+ *      windowSeconds ban it for banSeconds) is refused first: 0x8A Banned (3.1/3.1.1: return code 5).
+ *   1. The enhanced authentication method, if the CONNECT names one, must accept (MQTT 5.0 section 4.12).
+ *   2. The `authenticate` hook: true accepts; false refuses 0x86 (3.1.1: 4); { reasonCode } refuses with it;
+ *      undefined defers. A throw or rejection refuses 0x80 (3.1.1: 3).
+ *   3. An enhanced authentication method that accepted (step 1) accepts.
+ *   4. A client certificate identity (the listener's identityAsUsername): the client is authenticated by its
+ *      certificate, and its user name is that identity, whatever the CONNECT said (set before step 2, so the
+ *      hooks see it; Mosquitto's use_identity_as_username).
+ *   5. The password file (options.auth.passwordFile), for a client with a user name: the right password
+ *      accepts; a wrong one, an unknown user, a missing password or one containing NUL refuse 0x86 (3.1.1: 4),
+ *      all after one hash of the same cost. With the hash queue full (auth.maxPendingHashes): 0x89 Server busy
+ *      (3.1.1: 3).
+ *   6. No answer yet: a client without a user name is accepted if allowAnonymous (default: true without a
+ *      password file, false with one), else refused 0x87 Not authorized (3.1.1: 5). A client with a user name
+ *      and no password file is accepted.
+ *   Refusals of steps 2, 5 and 6 count as failed logins for the login guard (stats.authFailures).
+ * The session of a live connection with the same client id is not touched before every step accepted.
+ *
+ * Authorization, per PUBLISH, per SUBSCRIBE filter, and for the will at CONNECT: the hook (authorizePublish,
+ * authorizeSubscribe) first; undefined defers to the ACL file (options.auth.aclFile); without one, allowed.
+ *   - PUBLISH refused by the ACL: not routed; v5 PUBACK/PUBREC 0x87; 3.1.1 acknowledged and dropped.
+ *   - Will refused: CONNACK 0x87 (3.1.1: 5).
+ *   - SUBSCRIBE: a filter (a shared one by its inner filter) of which no topic is readable is refused (v5 0x87,
+ *     3.1.1 0x80); one of which some topics are readable is granted, and each delivery to it (retained messages
+ *     included) is checked (stats.aclFiltered). A hook's true grants without any per-message check.
+ *   - broker.reload() re-reads both files: clients authenticated by a password entry that was removed or
+ *     changed are disconnected (v5 DISCONNECT 0x87), ACL-granted subscriptions are re-checked at once.
+ */
 export interface Hooks {
   /** Called on CONNECT, after protocol checks (and after the enhanced authentication method, if any) and before CONNACK. */
   authenticate?(request: AuthenticateRequest): MaybePromise<AuthenticateResult>;

@@ -2,71 +2,19 @@
 // capabilities idea from mochi-mqtt), validated at creation with errors that
 // name the key and the reason.
 
+import { accessSync, constants as fsConstants } from 'node:fs';
 import type { Store } from '../store/types.js';
+import { parseCidr } from '../transport/cidr.js';
 import type { AuthMethod, Hooks } from './hooks.js';
 import { validateHooks } from './hooks.js';
 import { optionError } from './errors.js';
 import type { Logger, LogLevel } from './logger.js';
 import { LOG_LEVELS } from './logger.js';
 import { defaultMemoryLimit } from './memory-guard.js';
+import { resolveAuthOptions, type ResolvedAuth } from '../auth/auth.js';
 
-export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
-
-export interface ListenerOptions {
-  /** 'tcp' (default), 'tls', 'ws' (MQTT over WebSocket) or 'wss' (over WebSocket over TLS). */
-  transport?: Transport;
-  /** Port; 0 picks a free one (read it from broker.listen()'s result). Default 1883 (tcp), 8883 (tls), 8080 (ws), 8081 (wss). */
-  port?: number;
-  /** Address to bind; default '::' (all IPv6 and IPv4 addresses where the system allows dual stack), else '0.0.0.0'. */
-  host?: string;
-  /** Name in logs and metrics; default `${transport}:${port}`. */
-  name?: string;
-
-  // ---- TLS (tls, wss) ----
-  /** PEM certificate chain file (required for tls and wss). */
-  cert?: string;
-  /** PEM private key file (required for tls and wss). */
-  key?: string;
-  /** Passphrase of the key, if it is encrypted. */
-  passphrase?: string;
-  /** PEM CA bundle that client certificates are checked against (mTLS). */
-  ca?: string;
-  /** Lowest TLS version accepted. Default 'TLSv1.2'. */
-  minVersion?: 'TLSv1.2' | 'TLSv1.3';
-  /** OpenSSL cipher list (TLS 1.2 and below). Default: Node's. */
-  ciphers?: string;
-  /** Certificates by server name (SNI): { 'host.example': { cert, key } }. */
-  sni?: Record<string, { cert: string; key: string; passphrase?: string }>;
-  /** Refuse clients without a certificate signed by `ca` (mTLS). Default false. */
-  requireCertificate?: boolean;
-  /** PEM certificate revocation list file. */
-  crl?: string;
-  /**
-   * The client certificate as the username: 'cn' (Mosquitto's use_identity_as_username) or 'subject', the RFC 2253
-   * subject (use_subject_as_username). Needs requireCertificate. Default 'none'.
-   */
-  identityAsUsername?: 'none' | 'cn' | 'subject';
-
-  // ---- WebSocket (ws, wss) ----
-  /** HTTP path of the WebSocket endpoint. Default '/mqtt'. */
-  path?: string;
-  /** Origin header values allowed (exact match); default: any (or none sent). */
-  allowedOrigins?: string[];
-  /** Negotiate permessage-deflate. Default false. */
-  perMessageDeflate?: boolean;
-
-  // ---- PROXY protocol (v1 and v2) ----
-  /** Expect a PROXY protocol header (v1 or v2) first on every connection. Default false. */
-  proxyProtocol?: boolean;
-  /** Source addresses (CIDRs) allowed to send a PROXY header; others are closed. Default ['127.0.0.1/8', '::1/128']. */
-  trustedProxies?: string[];
-
-  // ---- limits of this listener ----
-  /** Connections open at once on this listener; 0 = no limit. Default 0. */
-  maxConnections?: number;
-  /** New connections per second on this listener (a token bucket, burst = the rate); 0 = no limit. Default 0. */
-  connectionRate?: number;
-}
+export type { ListenerOptions, ResolvedListener, Transport } from '../transport/listener-options.js';
+import type { ListenerOptions, ResolvedListener, Transport } from '../transport/listener-options.js';
 
 /** The password and ACL files (Mosquitto's formats) and the failed-login guard. */
 export interface AuthOptions {
@@ -80,8 +28,12 @@ export interface AuthOptions {
   maxConcurrentHashes?: number;
   /** CONNECTs waiting for a hash at most; beyond it CONNACK 0x89 Server busy (3.1.1: 3). Default 1000. */
   maxPendingHashes?: number;
-  /** After maxFailures failed logins from one address within windowSeconds, refuse its CONNECTs for banSeconds. false = off. */
-  loginGuard?: { maxFailures?: number; windowSeconds?: number; banSeconds?: number } | false;
+  /**
+   * After maxFailures failed logins from one address within windowSeconds (defaults 5 and 60), refuse its
+   * CONNECTs for banSeconds (default 300) with CONNACK 0x8A Banned (3.1.1: 5); at most maxTracked addresses
+   * (default 100,000) are remembered. false = off. Default: on with a password file, else off.
+   */
+  loginGuard?: { maxFailures?: number; windowSeconds?: number; banSeconds?: number; maxTracked?: number } | boolean;
 }
 
 export type StoreOption =
@@ -155,6 +107,22 @@ export interface Limits {
    * of the machine's memory (or of the cgroup limit), at most 8 GiB.
    */
   memoryLimit: number;
+  /** Connections open at once, all listeners together; 0 = no limit. Beyond it a new socket is closed at once (counted). Default 0. */
+  maxConnections: number;
+  /** New connections per second from one IP address (a token bucket, burst = the rate); 0 = no limit. Default 0. */
+  connectionRatePerAddress: number;
+  /** Inbound PUBLISH packets per second per client (a token bucket, burst = one second's worth); 0 = no limit. Default 0. */
+  maxPublishRate: number;
+  /** Inbound PUBLISH payload bytes per second per client (a token bucket, burst = one second's worth); 0 = no limit. Default 0. */
+  maxPublishBytesRate: number;
+  /**
+   * What a client over maxPublishRate / maxPublishBytesRate gets: false (default) pauses reading its socket until
+   * it is within its rate again (TCP pushes back on the sender); true disconnects it (v5: DISCONNECT 0x96 Message
+   * rate too high; 3.1/3.1.1: the connection is closed).
+   */
+  rateLimitDisconnect: boolean;
+  /** Longest topic name or filter in bytes (UTF-8); longer ones are refused like too-deep ones (see maxTopicLevels). Default 65535. */
+  maxTopicLength: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -184,6 +152,12 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxTopicLevels: 200,
   maxMatchCacheBytes: 16 * 1024 * 1024,
   memoryLimit: defaultMemoryLimit(),
+  maxConnections: 0,
+  connectionRatePerAddress: 0,
+  maxPublishRate: 0,
+  maxPublishBytesRate: 0,
+  rateLimitDisconnect: false,
+  maxTopicLength: 65535,
 });
 
 export interface BrokerOptions {
@@ -203,6 +177,24 @@ export interface BrokerOptions {
   closeTimeout?: number;
   logLevel?: LogLevel;
   logger?: Logger;
+  /** HTTP listener for /metrics and the health probes (src/observability). Default: none. */
+  http?: HttpOptions;
+  /** Prometheus metrics and latency histograms on the HTTP listener. Default true (nothing is timed without `http`). */
+  metrics?: boolean;
+  /** Seconds between $SYS updates (Mosquitto's sys_interval); 0 = no $SYS tree. Default 10. */
+  sysInterval?: number;
+}
+
+/** The HTTP listener: /metrics (with the auth below), /livez, /readyz, /healthz (always open). */
+export interface HttpOptions {
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** Address to bind. Default '127.0.0.1' (loopback). */
+  host?: string;
+  /** Bearer token /metrics requires (Authorization: Bearer <token>). */
+  token?: string;
+  /** User name and password /metrics requires (Authorization: Basic). With token too, either is accepted. */
+  basicAuth?: { username: string; password: string };
 }
 
 const INT_LIMITS: Record<string, [min: number, max: number]> = {
@@ -227,6 +219,11 @@ const INT_LIMITS: Record<string, [min: number, max: number]> = {
   maxTopicLevels: [1, 65536],
   maxMatchCacheBytes: [0, Number.MAX_SAFE_INTEGER],
   memoryLimit: [0, Number.MAX_SAFE_INTEGER],
+  maxConnections: [0, Number.MAX_SAFE_INTEGER],
+  connectionRatePerAddress: [0, 1_000_000],
+  maxPublishRate: [0, Number.MAX_SAFE_INTEGER],
+  maxPublishBytesRate: [0, Number.MAX_SAFE_INTEGER],
+  maxTopicLength: [1, 65535],
 };
 const BOOL_LIMITS = new Set([
   'retainAvailable',
@@ -235,6 +232,7 @@ const BOOL_LIMITS = new Set([
   'sharedSubscriptions',
   'allowZeroLengthClientId',
   'queueQos0',
+  'rateLimitDisconnect',
 ]);
 
 export function resolveLimits(partial: unknown): Limits {
@@ -258,12 +256,119 @@ export function resolveLimits(partial: unknown): Limits {
   return limits;
 }
 
-/** A listener with its transport, port and host settled (host '' = every address). */
-export type ResolvedListener = ListenerOptions & { transport: Transport; port: number; host: string };
+const TRANSPORTS: readonly Transport[] = ['tcp', 'tls', 'ws', 'wss'];
+const DEFAULT_PORT: Record<Transport, number> = { tcp: 1883, tls: 8883, ws: 8080, wss: 8081 };
+const LISTENER_KEYS: Record<string, 'all' | 'tls' | 'ws'> = {
+  transport: 'all', port: 'all', host: 'all', name: 'all',
+  cert: 'tls', key: 'tls', passphrase: 'tls', ca: 'tls', minVersion: 'tls', ciphers: 'tls', sni: 'tls',
+  requireCertificate: 'tls', crl: 'tls', identityAsUsername: 'tls',
+  path: 'ws', allowedOrigins: 'ws', perMessageDeflate: 'ws',
+  proxyProtocol: 'all', trustedProxies: 'all', maxConnections: 'all', connectionRate: 'all',
+};
+
+function readableFile(key: string, file: unknown): void {
+  if (typeof file !== 'string' || file === '') throw optionError(key, 'must be a file path');
+  try {
+    accessSync(file, fsConstants.R_OK);
+  } catch (err) {
+    throw optionError(key, `cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+/** Check one listener's options (each error names listeners[i].key and why) and settle its defaults. */
+export function resolveListener(l: ListenerOptions, i: number): ResolvedListener {
+  const k = (key: string): string => `listeners[${i}].${key}`;
+  if (l === null || typeof l !== 'object' || Array.isArray(l)) throw optionError(`listeners[${i}]`, 'must be an object');
+  const transport = l.transport ?? 'tcp';
+  if (!TRANSPORTS.includes(transport)) {
+    throw optionError(k('transport'), `must be one of ${TRANSPORTS.join(', ')}, got ${JSON.stringify(l.transport)}`);
+  }
+  const secure = transport === 'tls' || transport === 'wss';
+  const web = transport === 'ws' || transport === 'wss';
+  for (const [key, value] of Object.entries(l)) {
+    if (value === undefined) continue;
+    const scope = LISTENER_KEYS[key];
+    if (scope === undefined) throw optionError(k(key), `unknown listener option; known options are ${Object.keys(LISTENER_KEYS).join(', ')}`);
+    if (scope === 'tls' && !secure) throw optionError(k(key), `is a TLS option: it needs transport 'tls' or 'wss', not '${transport}'`);
+    if (scope === 'ws' && !web) throw optionError(k(key), `is a WebSocket option: it needs transport 'ws' or 'wss', not '${transport}'`);
+  }
+  const port = l.port ?? DEFAULT_PORT[transport];
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw optionError(k('port'), `must be an integer from 0 to 65535, got ${JSON.stringify(l.port)}`);
+  }
+  if (l.host !== undefined && (typeof l.host !== 'string' || l.host === '')) throw optionError(k('host'), 'must be a non-empty string');
+  if (l.name !== undefined && (typeof l.name !== 'string' || l.name === '')) throw optionError(k('name'), 'must be a non-empty string');
+  if (secure) {
+    if (l.cert === undefined) throw optionError(k('cert'), `is required for transport '${transport}' (a PEM certificate chain file)`);
+    if (l.key === undefined) throw optionError(k('key'), `is required for transport '${transport}' (a PEM private key file)`);
+    readableFile(k('cert'), l.cert);
+    readableFile(k('key'), l.key);
+    if (l.ca !== undefined) readableFile(k('ca'), l.ca);
+    if (l.crl !== undefined) readableFile(k('crl'), l.crl);
+    if (l.passphrase !== undefined && typeof l.passphrase !== 'string') throw optionError(k('passphrase'), 'must be a string');
+    if (l.ciphers !== undefined && (typeof l.ciphers !== 'string' || l.ciphers === '')) throw optionError(k('ciphers'), 'must be a non-empty OpenSSL cipher list');
+    if (l.minVersion !== undefined && l.minVersion !== 'TLSv1.2' && l.minVersion !== 'TLSv1.3') {
+      throw optionError(k('minVersion'), `must be 'TLSv1.2' or 'TLSv1.3', got ${JSON.stringify(l.minVersion)}`);
+    }
+    if (l.sni !== undefined) {
+      if (l.sni === null || typeof l.sni !== 'object' || Array.isArray(l.sni)) throw optionError(k('sni'), 'must be an object of { cert, key } by server name');
+      for (const [name, c] of Object.entries(l.sni)) {
+        if (c === null || typeof c !== 'object') throw optionError(k(`sni.${name}`), 'must be { cert, key, passphrase? }');
+        readableFile(k(`sni.${name}.cert`), c.cert);
+        readableFile(k(`sni.${name}.key`), c.key);
+        if (c.passphrase !== undefined && typeof c.passphrase !== 'string') throw optionError(k(`sni.${name}.passphrase`), 'must be a string');
+      }
+    }
+    if (l.requireCertificate !== undefined && typeof l.requireCertificate !== 'boolean') throw optionError(k('requireCertificate'), 'must be true or false');
+    if (l.requireCertificate === true && l.ca === undefined) {
+      throw optionError(k('requireCertificate'), 'needs ca: the CA file client certificates are checked against');
+    }
+    if (l.crl !== undefined && l.requireCertificate !== true) throw optionError(k('crl'), 'needs requireCertificate: without client certificates there is nothing to revoke');
+    const id = l.identityAsUsername;
+    if (id !== undefined && id !== 'none' && id !== 'cn' && id !== 'subject') {
+      throw optionError(k('identityAsUsername'), `must be 'none', 'cn' or 'subject', got ${JSON.stringify(id)}`);
+    }
+    if (id !== undefined && id !== 'none' && l.requireCertificate !== true) {
+      throw optionError(k('identityAsUsername'), 'needs requireCertificate: the user name comes from a verified client certificate');
+    }
+  }
+  if (web) {
+    if (l.path !== undefined && (typeof l.path !== 'string' || !l.path.startsWith('/') || /[?#\s]/.test(l.path))) {
+      throw optionError(k('path'), `must start with '/' and hold no '?', '#' or spaces, got ${JSON.stringify(l.path)}`);
+    }
+    if (l.allowedOrigins !== undefined && (!Array.isArray(l.allowedOrigins) || l.allowedOrigins.some((o) => typeof o !== 'string' || o === ''))) {
+      throw optionError(k('allowedOrigins'), "must be an array of Origin values such as 'https://app.example'");
+    }
+    if (l.perMessageDeflate !== undefined && typeof l.perMessageDeflate !== 'boolean') throw optionError(k('perMessageDeflate'), 'must be true or false');
+  }
+  if (l.proxyProtocol !== undefined && typeof l.proxyProtocol !== 'boolean') throw optionError(k('proxyProtocol'), 'must be true or false');
+  if (l.trustedProxies !== undefined) {
+    if (l.proxyProtocol !== true) throw optionError(k('trustedProxies'), 'needs proxyProtocol: true');
+    if (!Array.isArray(l.trustedProxies)) throw optionError(k('trustedProxies'), "must be an array of CIDRs such as '10.0.0.0/8'");
+    l.trustedProxies.forEach((c, j) => {
+      try {
+        parseCidr(c);
+      } catch (err) {
+        throw optionError(k(`trustedProxies[${j}]`), (err as Error).message);
+      }
+    });
+  }
+  for (const key of ['maxConnections', 'connectionRate'] as const) {
+    const v = l[key];
+    const bad = typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (key === 'maxConnections' ? !Number.isInteger(v) : v > 0 && v < 1);
+    if (v !== undefined && bad) {
+      const what = key === 'maxConnections' ? 'an integer >= 0' : 'a number of connections per second, 0 (no limit) or at least 1';
+      throw optionError(k(key), `must be ${what}, got ${JSON.stringify(v)}`);
+    }
+  }
+  return { ...l, transport, port, host: l.host ?? '' };
+}
+
 
 export interface ResolvedOptions {
   listeners: ResolvedListener[];
-  auth: AuthOptions;
+  /** options.auth with its defaults (src/auth/auth.ts resolveAuthOptions). */
+  auth: ResolvedAuth;
   store: StoreOption;
   limits: Limits;
   hooks: Hooks;
@@ -272,10 +377,14 @@ export interface ResolvedOptions {
   closeTimeout: number;
   logLevel: LogLevel;
   logger: Logger | undefined;
+  http: (HttpOptions & { host: string }) | undefined;
+  metrics: boolean;
+  sysInterval: number;
 }
 
 const OPTION_KEYS = new Set([
   'listeners', 'store', 'limits', 'hooks', 'authMethods', 'auth', 'responseInformation', 'closeTimeout', 'logLevel', 'logger',
+  'http', 'metrics', 'sysInterval',
 ]);
 
 export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
@@ -283,17 +392,8 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) throw optionError(key, `unknown option; known options are ${[...OPTION_KEYS].join(', ')}`);
   }
-  const listeners = (options.listeners ?? [{ port: 1883 }]).map((l, i) => {
-    if (l === null || typeof l !== 'object') throw optionError(`listeners[${i}]`, 'must be an object');
-    const port = l.port ?? 1883;
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw optionError(`listeners[${i}].port`, `must be an integer from 0 to 65535, got ${JSON.stringify(l.port)}`);
-    }
-    if (l.host !== undefined && (typeof l.host !== 'string' || l.host === '')) {
-      throw optionError(`listeners[${i}].host`, 'must be a non-empty string');
-    }
-    return { ...l, transport: l.transport ?? 'tcp', port, host: l.host ?? '' };
-  });
+  if (options.listeners !== undefined && !Array.isArray(options.listeners)) throw optionError('listeners', 'must be an array');
+  const listeners = (options.listeners ?? [{ port: 1883 }]).map((l, i) => resolveListener(l, i));
   const store = options.store ?? { type: 'sqlite', dataDir: './data' };
   if (typeof store !== 'object' || store === null) throw optionError('store', "must be { type: 'memory' }, { type: 'sqlite', dataDir } or a Store");
   if ('type' in store) {
@@ -329,10 +429,41 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     limits: resolveLimits(options.limits),
     hooks: validateHooks(options.hooks),
     authMethods,
-    auth: options.auth ?? {},
+    auth: resolveAuthOptions(options.auth),
     responseInformation: options.responseInformation,
     closeTimeout,
     logLevel,
     logger: options.logger,
+    ...resolveObservability(options),
   };
+}
+
+/** The http, metrics and sysInterval options (src/observability). */
+function resolveObservability(options: BrokerOptions): Pick<ResolvedOptions, 'http' | 'metrics' | 'sysInterval'> {
+  const metrics = options.metrics ?? true;
+  if (typeof metrics !== 'boolean') throw optionError('metrics', `must be true or false, got ${JSON.stringify(metrics)}`);
+  const sysInterval = options.sysInterval ?? 10;
+  if (typeof sysInterval !== 'number' || !Number.isInteger(sysInterval) || sysInterval < 0 || sysInterval > 86400) {
+    throw optionError('sysInterval', `must be an integer number of seconds from 0 (off) to 86400, got ${JSON.stringify(sysInterval)}`);
+  }
+  const h = options.http;
+  if (h === undefined) return { http: undefined, metrics, sysInterval };
+  if (h === null || typeof h !== 'object') throw optionError('http', 'must be an object { port, host?, token?, basicAuth? }');
+  for (const key of Object.keys(h)) {
+    if (!['port', 'host', 'token', 'basicAuth'].includes(key)) throw optionError(`http.${key}`, 'unknown option; known options are port, host, token, basicAuth');
+  }
+  if (!Number.isInteger(h.port) || h.port < 0 || h.port > 65535) {
+    throw optionError('http.port', `must be an integer from 0 to 65535, got ${JSON.stringify(h.port)}`);
+  }
+  if (h.host !== undefined && (typeof h.host !== 'string' || h.host === '')) throw optionError('http.host', 'must be a non-empty string');
+  if (h.token !== undefined && (typeof h.token !== 'string' || h.token === '')) throw optionError('http.token', 'must be a non-empty string');
+  const b = h.basicAuth;
+  if (b !== undefined) {
+    if (b === null || typeof b !== 'object') throw optionError('http.basicAuth', 'must be { username, password }');
+    if (typeof b.username !== 'string' || b.username === '' || b.username.includes(':')) {
+      throw optionError('http.basicAuth.username', 'must be a non-empty string without ":"');
+    }
+    if (typeof b.password !== 'string' || b.password === '') throw optionError('http.basicAuth.password', 'must be a non-empty string');
+  }
+  return { http: { ...h, host: h.host ?? '127.0.0.1' }, metrics, sysInterval };
 }

@@ -28,6 +28,7 @@ import { QueueState } from '../store/types.js';
 import type { QueueEntry, StoredMessage, Store } from '../store/types.js';
 import type { Message } from './message.js';
 import type { Recipient, SharedGroup } from './topic-tree.js';
+import type { Obs } from '../observability/counters.js';
 
 /** Bytes charged per entry held in the heap, beside its payload (the entry, its slot, the map entry). */
 export const ENTRY_OVERHEAD = 160;
@@ -55,6 +56,8 @@ export class OutEntry implements QueueEntry {
   sent = false;
   /** Bytes charged to the heap budget while in the heap. */
   cost: number;
+  /** performance.now() when last sent, for the ack round-trip histogram (0 when metrics are off). */
+  sentAt = 0;
   constructor(seq: number, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | undefined, state: QueueState, group: SharedGroup | null) {
     this.seq = seq;
     this.message = message;
@@ -106,6 +109,7 @@ export interface QueueEnv {
   readonly committer: { touch(): void };
   readonly limits: { readonly maxQueuedMessages: number; readonly maxQueuedBytes: number; readonly maxSessionHeapBytes: number; readonly queueQos0: boolean };
   readonly stats: QueueCounters;
+  readonly obs: Obs;
   /** One Message per stored message id while any queue holds it: refills of many sessions share a payload. */
   sharedMessage(m: StoredMessage): Message;
   fatal(err: unknown): void;
@@ -225,6 +229,7 @@ export class OutboundQueue {
   deliver(msg: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, group: SharedGroup | null): void {
     const env = this.env;
     const c = this.sender;
+    env.obs.delivered[qos]!++;
     if (qos === 0) {
       if (c !== null) {
         if (this.idle && c.canSend()) {
@@ -243,6 +248,7 @@ export class OutboundQueue {
       }
       if (!this.host.stored || !this.host.persistent || !env.limits.queueQos0) {
         env.stats.droppedQos0++;
+        env.obs.droppedQos0Offline++;
         return;
       }
       // Offline persistent session with queueQos0: stored like QoS 1/2 below.
@@ -451,6 +457,7 @@ export class OutboundQueue {
       this.forget(entry);
       return true;
     }
+    entry.sentAt = this.env.obs.now();
     const stored = this.host.stored;
     // Write before you send: a PUBLISH to a stored session must not reach the client before the store knows
     // the entry, the sequence it came from and that it was sent. Else a restart could give its QoS 2 packet id
@@ -567,6 +574,7 @@ export class OutboundQueue {
   onPuback(pid: number): boolean {
     const e = this.inflight?.get(pid);
     if (e === undefined || e.qos !== 1) return false; // unknown id: nothing to do
+    this.env.obs.ackedAt(1, e.sentAt);
     this.inflight!.delete(pid);
     this.heapBytes -= e.cost;
     this.forget(e);
@@ -599,6 +607,7 @@ export class OutboundQueue {
   onPubcomp(pid: number): boolean {
     const e = this.inflight?.get(pid);
     if (e === undefined || e.state !== QueueState.Released) return false;
+    this.env.obs.ackedAt(2, e.sentAt);
     this.inflight!.delete(pid);
     this.heapBytes -= e.cost;
     this.forget(e);

@@ -69,6 +69,11 @@ export class Session implements Recipient {
     return (this.subs ??= new Map());
   }
 
+  /** Its subscriptions if it has any, without allocating the map (metrics). */
+  get subscriptionsIfAny(): ReadonlyMap<string, Subscription> | null {
+    return this.subs;
+  }
+
   get persistent(): boolean {
     return this.expiryInterval > 0;
   }

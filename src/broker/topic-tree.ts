@@ -7,6 +7,7 @@
 
 import type { QoS } from '../protocol/packets.js';
 import type { Message } from './message.js';
+import type { AclIdentity } from '../auth/acl.js';
 
 /** Anything that can receive messages: a session, or an in-process subscription. */
 export interface Recipient {
@@ -34,6 +35,11 @@ export class Subscription {
   subscriptionId: number | undefined;
   /** [subscriptionId], allocated once, sent as is. */
   subIds: readonly number[] | undefined;
+  /**
+   * Set when the ACL file grants this subscription only in part: each delivery is checked with canRead for
+   * this identity (src/auth/acl.ts). null (always, without an ACL file): no check.
+   */
+  aclIdentity: AclIdentity | null = null;
 
   constructor(
     readonly recipient: Recipient,

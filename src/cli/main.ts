@@ -2,6 +2,7 @@
 // The `petrel` command. Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM),
 // 1 when the broker cannot start or fails, 2 for a bad flag or config value.
 
+import { runPasswd } from '../auth/passwd-command.js';
 import { readFileSync } from 'node:fs';
 import { createBroker, PetrelError } from '../index.js';
 import { StoreError } from '../store/types.js';
@@ -13,6 +14,8 @@ function version(): string {
 }
 
 async function main(): Promise<number> {
+  // `petrel passwd ...`: the password-file tool (src/auth/passwd-command.ts), like mosquitto_passwd.
+  if (process.argv[2] === 'passwd') return runPasswd(process.argv.slice(3));
   let config;
   try {
     config = loadConfig(process.argv.slice(2));

@@ -1,10 +1,13 @@
-// TCP listeners (IPv4 and IPv6; several at once). A listener hands each new
-// socket to the broker and knows nothing else.
+// TCP servers (IPv4 and IPv6; several at once) under every listener: the tcp
+// transport hands its sockets to the broker; tls, ws and wss run their stages
+// on them first (listener.ts).
 
 import net from 'node:net';
 
 export interface BoundAddress {
-  transport: 'tcp';
+  transport: 'tcp' | 'tls' | 'ws' | 'wss';
+  /** The listener's name (ListenerOptions.name; default `${transport}:${port}`). */
+  name: string;
   host: string;
   port: number;
   family: 'IPv4' | 'IPv6';
@@ -29,7 +32,14 @@ export function remoteAddressOf(socket: net.Socket | import('node:stream').Duple
  * before the first probe (later probes follow the system's settings), so a peer that vanished without a
  * word is found even when it asked for no MQTT keep alive.
  */
-export async function listenTcp(host: string, port: number, onSocket: (socket: net.Socket) => void, keepAliveMs = 0): Promise<TcpListener> {
+export async function listenTcp(
+  host: string,
+  port: number,
+  onSocket: (socket: net.Socket) => void,
+  keepAliveMs = 0,
+  transport: BoundAddress['transport'] = 'tcp',
+  name?: string,
+): Promise<TcpListener> {
   const accept =
     keepAliveMs > 0
       ? (socket: net.Socket): void => {
@@ -70,7 +80,13 @@ export async function listenTcp(host: string, port: number, onSocket: (socket: n
     // accept errors (EMFILE and the like) must not bring the broker down
   });
   const a = server.address() as net.AddressInfo;
-  const address: BoundAddress = { transport: 'tcp', host: a.address, port: a.port, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4' };
+  const address: BoundAddress = {
+    transport,
+    name: name ?? `${transport}:${a.port}`,
+    host: a.address,
+    port: a.port,
+    family: a.family === 'IPv6' ? 'IPv6' : 'IPv4',
+  };
   return {
     address,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),

@@ -10,10 +10,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { Decoder } from '../../src/protocol/decoder.js';
 import type { ProtocolVersion } from '../../src/protocol/packets.js';
 import { connectFor, malformedPackets, validPackets, vbi, type CatalogueEntry } from '../fixtures/catalogue.js';
@@ -21,6 +18,7 @@ import { connectMqtt, endAll, versionOptions, type Connected } from '../helpers/
 import { RawClient } from '../helpers/raw-client.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
 import { prng } from '../helpers/random.js';
+import { BrokerProcess } from './broker-process.js';
 
 /** PETREL_FUZZ_PACKETS=<n> runs a longer (or shorter) fuzz. */
 const TOTAL_PACKETS = Number(process.env.PETREL_FUZZ_PACKETS ?? 10_000);
@@ -119,87 +117,6 @@ function mutate(b: Buffer): { bytes: Buffer; how: string } {
     how.push(name);
   }
   return { bytes: out.length > 0 ? out : Buffer.from([int(256)]), how: how.join('+') };
-}
-
-// ---------------------------------------------------------------------------
-// The broker in a child process
-
-interface ChildStats {
-  stats: Record<string, number>;
-  connectedClients: number;
-  sessionCount: number;
-  retainedCount: number;
-  memory: NodeJS.MemoryUsage;
-}
-
-class BrokerProcess {
-  child!: ChildProcess;
-  port = 0;
-  exited = false;
-  stderr = '';
-  private replies: ((m: { type: string }) => void)[] = [];
-
-  async start(): Promise<void> {
-    const script = fileURLToPath(new URL('./broker-child.js', import.meta.url));
-    this.child = fork(script, [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    this.child.stderr!.setEncoding('utf8');
-    this.child.stderr!.on('data', (d: string) => {
-      this.stderr = (this.stderr + d).slice(-8000);
-    });
-    this.child.on('exit', () => {
-      this.exited = true;
-    });
-    this.child.on('message', (m: { type: string; port?: number }) => {
-      if (m.type === 'ready') this.port = m.port!;
-      const w = this.replies.shift();
-      if (w) w(m);
-    });
-    await withTimeout(
-      new Promise<void>((resolve, reject) => {
-        this.replies.push(() => resolve());
-        this.child.once('exit', (code) => reject(new Error(`broker child exited with ${code}: ${this.stderr}`)));
-      }),
-      10_000,
-      'the broker child to listen',
-    );
-  }
-
-  private ask<T>(type: string): Promise<T> {
-    if (this.exited) return Promise.reject(new Error(`the broker process died: ${this.stderr}`));
-    return withTimeout(
-      new Promise<T>((resolve) => {
-        this.replies.push((m) => resolve(m as T));
-        this.child.send({ type });
-      }),
-      5000,
-      `the broker child to answer ${type}`,
-    );
-  }
-
-  stats(): Promise<ChildStats> {
-    return this.ask<ChildStats>('stats');
-  }
-
-  async gc(): Promise<void> {
-    await this.ask('gc');
-  }
-
-  /** Resident set size from /proc (kB → bytes). */
-  rss(): number {
-    const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
-    const m = /VmRSS:\s+(\d+)\s+kB/.exec(status);
-    assert.ok(m, 'VmRSS in /proc status');
-    return Number(m[1]) * 1024;
-  }
-
-  async stop(): Promise<void> {
-    if (this.exited || !this.child) return;
-    const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.child.send({ type: 'close' });
-    await withTimeout(gone, 8000, 'the broker child to exit').catch(() => {
-      this.child.kill('SIGKILL'); // our own child, by its handle
-    });
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -420,6 +337,8 @@ describe(`fuzz: ${TOTAL_PACKETS} random and mutated packets against a live broke
     const statsAfter = await broker.stats();
     const errors = statsAfter.stats.protocolErrors! - statsBefore.stats.protocolErrors!;
     assert.ok(errors > 0, 'protocol errors were counted');
+    assert.equal(statsAfter.unhandledRejections, 0, 'unhandled rejections in the broker');
+    assert.equal(statsAfter.stats.internalErrors, 0, 'stats.internalErrors');
 
     // Memory: let the last connections go, collect, measure.
     await sleep(300);

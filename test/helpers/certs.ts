@@ -93,3 +93,13 @@ export function testCerts(): TestCerts {
 
 /** The PEM text of one of the files. */
 export const pem = (file: string): string => readFileSync(file, 'utf8');
+
+/**
+ * One more server certificate of the test CA (for localhost / 127.0.0.1 / ::1), e.g. to swap in on reload:
+ * files `${name}.crt` and `${name}.key` in the certificates' directory.
+ */
+export function extraServerCert(name: string, cn: string): { cert: string; key: string } {
+  const c = testCerts();
+  makeLeaf(c.dir, 'ca', name, `/CN=${cn}`, 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n');
+  return { cert: join(c.dir, `${name}.crt`), key: join(c.dir, `${name}.key`) };
+}

@@ -3,6 +3,7 @@
 
 import { connect, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import { sleep } from './wait.js';
+import { testCa } from './transport.js';
 
 export type { MqttClient };
 
@@ -37,6 +38,8 @@ export function connectMqtt(url: string, options: IClientOptions = {}, ms = 4000
       reconnectPeriod: 0,
       connectTimeout: ms,
       clientId: uniqueId('mqttjs'),
+      // mqtts:// and wss://: trust the test CA (test/helpers/certs.ts).
+      ...(url.startsWith('mqtts:') || url.startsWith('wss:') ? { ca: testCa() } : {}),
       ...options,
     });
     const messages = new Collector(client);

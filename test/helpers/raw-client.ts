@@ -23,6 +23,7 @@ import type {
 } from '../../src/protocol/packets.js';
 import { PACKET_NAMES } from '../../src/protocol/packets.js';
 import type { ProtocolError } from '../../src/protocol/errors.js';
+import { openStream, TEST_TRANSPORT, type TestTransport } from './transport.js';
 
 export const DEFAULT_WAIT = 3000;
 
@@ -125,8 +126,15 @@ export class RawClient {
     this.frame = Buffer.from(buf);
   }
 
-  /** Open a TCP connection (no MQTT yet). `version` sets how server packets are decoded. */
-  static open(port: number, version: ProtocolVersion, host = '127.0.0.1', ms = DEFAULT_WAIT): Promise<RawClient> {
+  /**
+   * Open a connection (no MQTT yet) over the test transport (PETREL_TEST_TRANSPORT; TCP by default). `version`
+   * sets how server packets are decoded.
+   */
+  static open(port: number, version: ProtocolVersion, host = '127.0.0.1', ms = DEFAULT_WAIT, transport: TestTransport = TEST_TRANSPORT): Promise<RawClient> {
+    if (transport !== 'tcp' && transport !== 'proxy') {
+      // TLS or WebSocket: a byte stream like the socket (for ws, members only a net.Socket has are undefined).
+      return openStream(transport, port, host, ms).then((s) => new RawClient(s as net.Socket, version));
+    }
     return new Promise((resolve, reject) => {
       const socket = net.connect({ port, host, noDelay: true });
       const timer = setTimeout(() => {

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { connectMqtt, endAll, versionOptions, type Connected } from '../helpers/mqttjs.js';
 import { LineProcess, ProcessTracker, run } from '../helpers/processes.js';
+import { clientTarget, type ClientTarget } from '../helpers/transport.js';
 
 const T = { timeout: 30_000 };
 const VERSIONS = [
@@ -43,16 +44,21 @@ describe('mosquitto_pub / mosquitto_sub', T, () => {
   const procs = new ProcessTracker();
   const clients: Connected[] = [];
 
+  let target: ClientTarget;
   before(async () => {
     tb = await startBroker();
+    target = await clientTarget(tb);
   });
   afterEach(async () => {
     await procs.killAll();
     await endAll(...clients.splice(0).map((c) => c.client));
   });
-  after(() => tb.close());
+  after(async () => {
+    await target.close();
+    await tb.close();
+  });
 
-  const base = (flag: string): string[] => ['-h', '127.0.0.1', '-p', String(tb.port), '-V', flag];
+  const base = (flag: string): string[] => [...target.args, '-V', flag];
 
   /** Start mosquitto_sub (-d to see SUBACK) and wait until it is subscribed. */
   async function sub(flag: string, args: string[], timeoutSecs = 10): Promise<LineProcess> {

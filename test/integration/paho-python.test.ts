@@ -9,8 +9,12 @@ import assert from 'node:assert/strict';
 import { startBroker, type TestBroker } from '../helpers/broker.js';
 import { connectMqtt, endAll, versionOptions, type Connected } from '../helpers/mqttjs.js';
 import { LineProcess, ProcessTracker, run } from '../helpers/processes.js';
+import { testCerts } from '../helpers/certs.js';
+import { TEST_TRANSPORT } from '../helpers/transport.js';
 
 const T = { timeout: 30_000 };
+/** The scripts' transport arguments: PETREL_TEST_TRANSPORT (paho speaks TLS and WebSocket itself) and the test CA. */
+const transportArgs = (): string[] => [TEST_TRANSPORT, testCerts().ca];
 const PYTHON = '/usr/bin/python3';
 const VERSIONS = [
   { name: '31', level: 3 },
@@ -27,6 +31,9 @@ from paho.mqtt.packettypes import PacketTypes
 PORT = int(sys.argv[1])
 VERSION = sys.argv[2]
 PREFIX = sys.argv[3]
+# The test transport (PETREL_TEST_TRANSPORT): tcp and proxy (through the front) are plain TCP for the client.
+TRANSPORT = sys.argv[4] if len(sys.argv) > 4 else 'tcp'
+CA = sys.argv[5] if len(sys.argv) > 5 else None
 PROTO = {'31': mqtt.MQTTv31, '311': mqtt.MQTTv311, '5': mqtt.MQTTv5}[VERSION]
 V5 = PROTO == mqtt.MQTTv5
 DEADLINE = 8
@@ -57,10 +64,15 @@ class C:
         self.subacks = {}
         self.clean = clean
         self.expiry = expiry
+        web = 'websockets' if TRANSPORT in ('ws', 'wss') else 'tcp'
         if V5:
-            self.c = mqtt.Client(client_id=client_id, protocol=PROTO)
+            self.c = mqtt.Client(client_id=client_id, protocol=PROTO, transport=web)
         else:
-            self.c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=PROTO)
+            self.c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=PROTO, transport=web)
+        if web == 'websockets':
+            self.c.ws_set_options(path='/mqtt')
+        if TRANSPORT in ('tls', 'wss'):
+            self.c.tls_set(ca_certs=CA)
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.on_subscribe = self._on_subscribe
@@ -258,7 +270,7 @@ describe('Eclipse Paho Python client (paho-mqtt 1.6.1)', T, () => {
   after(() => tb.close());
 
   async function scenario<R>(body: string, version: string, prefix: string): Promise<R> {
-    const r = await run(PYTHON, ['-', String(tb.port), version, prefix], 20_000, { stdin: PRELUDE + body });
+    const r = await run(PYTHON, ['-', String(tb.port), version, prefix, ...transportArgs()], 20_000, { stdin: PRELUDE + body });
     assert.equal(r.code, 0, `python exited with ${r.code}\n${r.describe}`);
     return resultOf<R>(r.stdout, r.describe);
   }
@@ -301,7 +313,7 @@ describe('Eclipse Paho Python client (paho-mqtt 1.6.1)', T, () => {
         const js = await connectMqtt(tb.url, versionOptions(level === 5 ? 5 : 4));
         clients.push(js);
         await js.client.subscribeAsync(`${prefix}/to-js/#`, { qos: 2 });
-        const py = procs.track(new LineProcess(PYTHON, ['-u', '-', String(tb.port), name, prefix], { stdin: PRELUDE + SCENARIOS.withMqttjs }));
+        const py = procs.track(new LineProcess(PYTHON, ['-u', '-', String(tb.port), name, prefix, ...transportArgs()], { stdin: PRELUDE + SCENARIOS.withMqttjs }));
         await py.waitForLine((l) => l === 'READY', 10_000, 'the paho subscriber');
         for (const q of [0, 1, 2] as const) await js.client.publishAsync(`${prefix}/to-py/q${q}`, `from mqtt.js q${q}`, { qos: q });
         assert.equal(await py.exit(15_000), 0, py.describe());

@@ -1,0 +1,43 @@
+// Petrel embedded for the metrics-cost scenario: node bench/metrics-broker.mjs --port N [--host H] --metrics on|off
+//   on:  an HTTP listener with /metrics (latency histograms recorded), scraped by this process every
+//        --scrape-ms (default 5000, as a Prometheus would; 0 = never)
+//   off: no HTTP listener, metrics: false (no clock reading on the hot path; counters only)
+// Memory store, log level error, $SYS off (as the CLI target runs it), so the two differ only by metrics.
+import { createBroker } from '../dist/index.js';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
+};
+const port = Number(opt('--port', '0'));
+const host = opt('--host', '127.0.0.1');
+const on = opt('--metrics', 'on') === 'on';
+const scrapeMs = Number(opt('--scrape-ms', '5000'));
+if (!port || port === 1883) {
+  console.error('metrics-broker: --port N required (not 1883)');
+  process.exit(2);
+}
+const broker = await createBroker({
+  store: { type: 'memory' },
+  listeners: [{ port, host }],
+  logLevel: 'error',
+  sysInterval: 0,
+  ...(on ? { http: { port: 0, host: '127.0.0.1' }, metrics: true } : { metrics: false }),
+});
+await broker.listen();
+let timer = null;
+if (on && scrapeMs > 0) {
+  const url = `http://127.0.0.1:${broker.httpAddress.port}/metrics`;
+  timer = setInterval(() => {
+    fetch(url).then((r) => r.text()).catch(() => {});
+  }, scrapeMs);
+}
+console.error(`metrics-broker ${host}:${port} metrics ${on ? 'on' : 'off'} ready`);
+const stop = () => {
+  if (timer) clearInterval(timer);
+  setTimeout(() => process.exit(0), 2000).unref();
+  broker.close().then(() => process.exit(0));
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

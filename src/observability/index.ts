@@ -1,0 +1,51 @@
+// What the broker starts beside MQTT: the $SYS tree (sys.ts, from start()) and the HTTP listener with /metrics
+// and the health probes (http.ts, metrics.ts, from listen()). prom-client and node:http are loaded only when
+// an HTTP listener is configured.
+
+import type { Broker } from '../broker/broker.js';
+import type { ResolvedOptions } from '../broker/options.js';
+import type { HttpAddress, HttpListener } from './http.js';
+import { SysTree } from './sys.js';
+
+export type { HttpAddress };
+
+export interface Observability {
+  /** Open the HTTP listener if one is configured (once; later calls do nothing). */
+  listen(): Promise<void>;
+  /** Shutdown began: $SYS stops, /readyz answers 503. */
+  draining(): void;
+  /** Close the HTTP listener. */
+  close(): Promise<void>;
+  readonly httpAddress: HttpAddress | null;
+}
+
+export function startObservability(broker: Broker, options: ResolvedOptions): Observability {
+  const sys = options.sysInterval > 0 ? new SysTree(broker, options.sysInterval) : null;
+  sys?.start();
+  let http: HttpListener | null = null;
+  let opening: Promise<void> | null = null;
+  return {
+    listen(): Promise<void> {
+      const h = options.http;
+      if (h === undefined) return Promise.resolve();
+      opening ??= (async () => {
+        const { startHttp } = await import('./http.js');
+        http = await startHttp(broker, h, options.metrics);
+        broker.logger.info('listening', { transport: 'http', host: http.address.host, port: http.address.port });
+      })();
+      return opening;
+    },
+    draining(): void {
+      sys?.stop();
+    },
+    async close(): Promise<void> {
+      sys?.stop();
+      if (opening !== null) await opening.catch(() => {});
+      await http?.close();
+      http = null;
+    },
+    get httpAddress(): HttpAddress | null {
+      return http?.address ?? null;
+    },
+  };
+}

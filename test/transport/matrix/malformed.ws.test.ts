@@ -1,0 +1,4 @@
+// test/integration/malformed.test.ts over WebSocket (ws://…/mqtt): the same suite, its clients
+// connected through the helpers of test/helpers/transport.ts (PETREL_TEST_TRANSPORT=ws).
+process.env.PETREL_TEST_TRANSPORT = 'ws';
+await import('../../integration/malformed.test.js');
