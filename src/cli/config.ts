@@ -293,12 +293,16 @@ function parseListener(raw: unknown, where: string, base: string): ListenerOptio
 const AUTH_KEYS = ['passwordFile', 'aclFile', 'allowAnonymous', 'loginGuard', 'maxConcurrentHashes', 'maxPendingHashes'];
 
 function parseLoginGuard(raw: unknown, where: string): AuthOptions['loginGuard'] {
-  if (raw === false) return false;
-  if (!isObject(raw)) throw new ConfigError(where, `must be false or { "maxFailures": N, "windowSeconds": S, "banSeconds": S }, got ${JSON.stringify(raw)}`);
-  const out: { maxFailures?: number; windowSeconds?: number; banSeconds?: number } = {};
+  if (typeof raw === 'boolean') return raw;
+  if (!isObject(raw)) {
+    throw new ConfigError(where, `must be true, false or { "maxFailures": N, "windowSeconds": S, "banSeconds": S, "maxTracked": N }, got ${JSON.stringify(raw)}`);
+  }
+  const out: { maxFailures?: number; windowSeconds?: number; banSeconds?: number; maxTracked?: number } = {};
   for (const [k, v] of Object.entries(raw)) {
-    if (k !== 'maxFailures' && k !== 'windowSeconds' && k !== 'banSeconds') throw new ConfigError(`${where}.${k}`, 'unknown key; use maxFailures, windowSeconds and banSeconds');
-    const integer = k === 'maxFailures';
+    if (k !== 'maxFailures' && k !== 'windowSeconds' && k !== 'banSeconds' && k !== 'maxTracked') {
+      throw new ConfigError(`${where}.${k}`, 'unknown key; use maxFailures, windowSeconds, banSeconds and maxTracked');
+    }
+    const integer = k === 'maxFailures' || k === 'maxTracked';
     if (typeof v !== 'number' || !Number.isFinite(v) || (integer ? !Number.isSafeInteger(v) || v < 1 : v <= 0)) {
       throw new ConfigError(`${where}.${k}`, `must be ${integer ? 'an integer >= 1' : 'a number of seconds > 0'}, got ${JSON.stringify(v)}`);
     }

@@ -19,6 +19,37 @@
 // - a value Mosquitto would accept but Petrel cannot honour (tls_version tlsv1.1, different authentication per
 //   listener, a Unix socket listener, cafile without certfile) is an error naming its line.
 
+// The mapping (Petrel option <- directive):
+//   listeners[]                       <- listener PORT [ADDRESS] (one each; port 0 / Unix sockets refused), and the
+//                                        default listener of port / bind_address (placed last, as Mosquitto does)
+//   listeners[].transport             <- tcp; tls with certfile + keyfile; ws with protocol websockets; wss with both
+//   listeners[].host                  <- the listener's ADDRESS, bind_address; socket_domain ipv4/ipv6 without an
+//                                        address binds 0.0.0.0 / :: (:: may accept IPv4 too where the OS is dual stack)
+//   listeners[].cert / key / ca       <- certfile / keyfile / cafile
+//   listeners[].requireCertificate    <- require_certificate (needs cafile)
+//   listeners[].identityAsUsername    <- 'cn' for use_identity_as_username, 'subject' for use_subject_as_username
+//   listeners[].minVersion            <- tls_version tlsv1.2 / tlsv1.3 (tlsv1.1 refused)
+//   listeners[].ciphers               <- ciphers
+//   listeners[].maxConnections        <- max_connections (-1 and 0: no limit)
+//   auth.passwordFile / aclFile       <- password_file / acl_file
+//   auth.allowAnonymous               <- allow_anonymous; unset: false with listeners, true in local only mode
+//   (per_listener_settings true)      <- accepted when every listener has the same password_file, acl_file and
+//                                        allow_anonymous; otherwise an error (Petrel's authentication is global)
+//   limits.maxKeepAlive               <- max_keepalive (10..65535)
+//   limits.maxPacketSize              <- max_packet_size (20..268435460); message_size_limit N > 0 gives at most
+//                                        N + 1024 (Petrel limits packets, not payloads: a warning says so)
+//   limits.maxInflight                <- max_inflight_messages (0 = no maximum = 65535)
+//   limits.maxQueuedMessages / Bytes  <- max_queued_messages / max_queued_bytes (0 = no maximum); Petrel counts the
+//                                        in-flight messages in the queue too
+//   limits.retainAvailable            <- retain_available
+//   limits.maxQoS                     <- max_qos when the same on every listener (else an error)
+//   store                             <- persistence false: memory; true: SQLite; unset: Petrel's default (SQLite)
+//   store.dataDir                     <- persistence_location (petrel.db is kept there)
+//   logLevel                          <- log_type, the most verbose type given: all, debug, subscribe, unsubscribe,
+//                                        websockets, internal -> debug; information, notice -> info; warning ->
+//                                        warn; error -> error; none -> silent; unset: Petrel's default (info)
+//   (files of a directory)            <- include_dir
+
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { isIP } from 'node:net';

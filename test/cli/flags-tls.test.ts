@@ -217,8 +217,10 @@ describe('the config file: listeners and auth', () => {
     });
   }
 
-  it('loginGuard: false is accepted', () => {
+  it('loginGuard: false, true and maxTracked are accepted', () => {
     assert.deepEqual(loadConfig(['--config', write('lg.json', { auth: { loginGuard: false } })], {}).auth, { loginGuard: false });
+    assert.deepEqual(loadConfig(['--config', write('lg.json', { auth: { loginGuard: true } })], {}).auth, { loginGuard: true });
+    assert.deepEqual(loadConfig(['--config', write('lg.json', { auth: { loginGuard: { maxTracked: 100 } } })], {}).auth, { loginGuard: { maxTracked: 100 } });
   });
 });
 
