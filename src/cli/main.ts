@@ -6,7 +6,7 @@ import { runPasswd } from '../auth/passwd-command.js';
 import { readFileSync } from 'node:fs';
 import { createBroker, PetrelError } from '../index.js';
 import { StoreError } from '../store/types.js';
-import { ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
+import { checkFiles, ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -34,12 +34,25 @@ async function main(): Promise<number> {
     process.stdout.write(`petrel ${version()}\n`);
     return 0;
   }
+  for (const w of config.warnings) process.stderr.write(`petrel: warning: ${w}\n`);
+  try {
+    checkFiles(config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`petrel: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
   let broker;
   try {
     broker = await createBroker(toBrokerOptions(config));
   } catch (err) {
     if (err instanceof PetrelError && err.code === 'PETREL_ERR_OPTION') {
-      process.stderr.write(`petrel: ${err.message}\n`);
+      // A listener's key (listeners[2].cert) is named with the flag, file key or mosquitto.conf line it came from.
+      const i = /^listeners\[(\d+)\]/.exec(err.key ?? '');
+      const from = i ? config.listenerSources[Number(i[1])] : undefined;
+      process.stderr.write(`petrel: ${err.message}${from ? ` (listeners[${i![1]}] is ${from})` : ''}\n`);
       return 2;
     }
     if (err instanceof StoreError) {
@@ -67,6 +80,25 @@ async function main(): Promise<number> {
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    // SIGHUP: re-read certificates, password and ACL files. A part that fails keeps its old settings.
+    let reloading = false;
+    process.on('SIGHUP', () => {
+      if (stopping || reloading) return;
+      reloading = true;
+      broker.reload().then(
+        (r) => {
+          reloading = false;
+          if (r.ok) process.stderr.write('petrel: SIGHUP, reloaded\n');
+          else {
+            for (const e of r.errors) process.stderr.write(`petrel: SIGHUP, reload of ${e.part} failed, the old settings stay: ${e.message}\n`);
+          }
+        },
+        (err: unknown) => {
+          reloading = false;
+          process.stderr.write(`petrel: SIGHUP, reload failed, the old settings stay: ${err instanceof Error ? err.message : String(err)}\n`);
+        },
+      );
+    });
     broker.onFatal((err) => {
       process.stderr.write(`petrel: fatal: ${err instanceof Error ? err.message : String(err)}\n`);
       resolve(1);

@@ -30,7 +30,7 @@ export async function startPetrel(args: string[], timeoutMs = 15_000): Promise<P
     const timer = setTimeout(() => reject(new Error(`petrel did not start within ${timeoutMs} ms:\n${stderr}`)), timeoutMs);
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
-      const m = /listening transport=tcp host=\S+ port=(\d+)/.exec(stderr);
+      const m = /listening (?:listener=\S+ )?transport=tcp host=\S+ port=(\d+)/.exec(stderr);
       if (m) {
         clearTimeout(timer);
         resolve(Number(m[1]));
