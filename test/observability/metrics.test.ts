@@ -15,7 +15,7 @@ import type { ConnectPacket } from '../../src/protocol/packets.js';
 async function start(options: BrokerOptions = {}): Promise<{ broker: PetrelBroker; url: string; port: number; http: number }> {
   const broker = await createBroker({
     store: { type: 'memory' },
-    listeners: [{ port: 0, host: '127.0.0.1' }],
+    listeners: [{ port: 0, host: '127.0.0.1', name: 'tcp' }],
     logLevel: 'silent',
     closeTimeout: 1,
     sysInterval: 0,
