@@ -38,6 +38,10 @@ export interface CliConfig {
   authSources: Record<string, string>;
   responseInformation: string | undefined;
   closeTimeout: number;
+  /** HTTP listener (/metrics, health): port and host, undefined when off. */
+  httpPort: number | undefined;
+  httpHost: string | undefined;
+  sysInterval: number | undefined;
   configFile: string | undefined;
   mosquittoConfig: string | undefined;
   lenient: boolean;
@@ -87,6 +91,9 @@ const SETTINGS: Setting[] = [
   s('logLevel', '--log-level', 'PETREL_LOG_LEVEL', 'level', `one of ${LOG_LEVELS.join(', ')} (default info)`),
   s('responseInformation', '--response-information', 'PETREL_RESPONSE_INFORMATION', 'string', 'Response Information for v5 clients that request it'),
   s('closeTimeout', '--close-timeout', 'PETREL_CLOSE_TIMEOUT', 'number', 'seconds to wait for connections on shutdown (default 5)'),
+  s('httpPort', '--http-port', 'PETREL_HTTP_PORT', 'port', 'open the HTTP listener on this port: /metrics (Prometheus), /livez, /readyz (default: off)'),
+  s('httpHost', '--http-host', 'PETREL_HTTP_HOST', 'string', 'address of the HTTP listener (default 127.0.0.1, loopback only)'),
+  s('sysInterval', '--sys-interval', 'PETREL_SYS_INTERVAL', 'int', 'seconds between $SYS updates (default 10; 0 turns $SYS off)'),
   { key: 'auth.maxConcurrentHashes', flag: undefined, env: undefined, kind: 'int', describe: '' },
   { key: 'auth.maxPendingHashes', flag: undefined, env: undefined, kind: 'int', describe: '' },
   ...LIMIT_KEYS.map<Setting>((k) => ({
@@ -543,6 +550,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const authSources: Record<string, string> = {};
   for (const k of ['passwordFile', 'aclFile']) if (merged.has(`auth.${k}`)) authSources[k] = merged.get(`auth.${k}`)!.where;
 
+  if (get<string | undefined>('httpHost', undefined) !== undefined && get<number | undefined>('httpPort', undefined) === undefined) {
+    throw new ConfigError('--http-host', 'needs --http-port');
+  }
   return {
     port: get('port', 1883),
     host: get<string | undefined>('host', undefined),
@@ -557,6 +567,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     authSources,
     responseInformation: get<string | undefined>('responseInformation', undefined),
     closeTimeout: get('closeTimeout', 5),
+    httpPort: get<number | undefined>('httpPort', undefined),
+    httpHost: get<string | undefined>('httpHost', undefined),
+    sysInterval: get<number | undefined>('sysInterval', undefined),
     configFile,
     mosquittoConfig,
     lenient,
@@ -601,6 +614,8 @@ export function toBrokerOptions(c: CliConfig): BrokerOptions {
   };
   if (c.auth !== undefined) opts.auth = c.auth;
   if (c.responseInformation !== undefined) opts.responseInformation = c.responseInformation;
+  if (c.httpPort !== undefined) opts.http = c.httpHost === undefined ? { port: c.httpPort } : { port: c.httpPort, host: c.httpHost };
+  if (c.sysInterval !== undefined) opts.sysInterval = c.sysInterval;
   return opts;
 }
 
