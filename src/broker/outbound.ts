@@ -23,6 +23,7 @@
 // does not make room. A stored session drops QoS 1/2 only beyond
 // maxQueuedMessages / maxQueuedBytes, after expired entries were purged.
 
+import type { AclIdentity } from '../auth/acl.js';
 import type { QoS } from '../protocol/packets.js';
 import { QueueState } from '../store/types.js';
 import type { QueueEntry, StoredMessage, Store } from '../store/types.js';
@@ -113,6 +114,8 @@ export interface QueueEnv {
   /** One Message per stored message id while any queue holds it: refills of many sessions share a payload. */
   sharedMessage(m: StoredMessage): Message;
   fatal(err: unknown): void;
+  /** Whether the ACL lets this identity read the topic (for subscriptions the ACL granted only in part). */
+  aclReadable(identity: AclIdentity, topic: string): boolean;
 }
 
 /**
@@ -658,7 +661,8 @@ export class OutboundQueue {
     this.heapBytes = 0;
     for (const e of redistribute) {
       const other = e.group!.pick(this.host);
-      if (other === null) {
+      // A member whose subscription the ACL grants only in part gets the message only if it may read it.
+      if (other === null || (other.aclIdentity !== null && !this.env.aclReadable(other.aclIdentity, e.message.topic))) {
         keep.push(e);
         continue;
       }

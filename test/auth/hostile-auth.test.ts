@@ -187,6 +187,31 @@ describe('ACL file over real connections', () => {
       c.destroy();
     }
   });
+
+  it('a shared-group message a leaving member held is not handed to a member the ACL does not let read it', T, async () => {
+    // alice may read shared/# except shared/secret (her $share/g/shared/# is granted in part); bob may read all of it.
+    const alice = await raw(tb.port, 5, 'alice');
+    const bob = await raw(tb.port, 5, 'bob');
+    const pub = await raw(tb.port, 5, 'admin');
+    try {
+      assert.deepEqual((await alice.subscribe([{ filter: '$share/g2/shared/#', qos: 1 }])).reasonCodes, [1]);
+      assert.deepEqual((await bob.subscribe([{ filter: '$share/g2/shared/#', qos: 1 }])).reasonCodes, [1]);
+      for (let i = 0; i < 4; i++) pub.publish('shared/secret', `s${i}`, { qos: 1 });
+      // Every one goes to bob (alice may not read them); bob does not acknowledge them.
+      const toBob = (await drain(bob, 400)).filter((p): p is PublishPacket => p.type === 3);
+      assert.equal(toBob.length, 4);
+      const redelivered = tb.broker.stats.sharedRedelivered;
+      bob.destroy(); // his session ends: its unacknowledged messages would go to another member
+      assert.deepEqual(await topicsReceived(alice, 500), [], 'nothing of shared/secret reached alice');
+      assert.equal(tb.broker.stats.sharedRedelivered, redelivered);
+      // A message alice may read still reaches her through the group.
+      pub.publish('shared/ok', 'fine', { qos: 1 });
+      assert.deepEqual(await topicsReceived(alice, 400), ['shared/ok']);
+    } finally {
+      alice.destroy();
+      pub.destroy();
+    }
+  });
 });
 
 describe('hostile authentication and authorization', () => {
