@@ -10,7 +10,7 @@ import { propertiesLength } from '../protocol/properties.js';
 import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTopicName } from '../protocol/topic.js';
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
 import { Connection, type ConnectionMeta } from '../transport/connection.js';
-import { openListener, type Listener, type ListenerHost } from '../transport/listener.js';
+import { openListener, type Listener, type ListenerHost, type ListenerStats } from '../transport/listener.js';
 import { remoteAddressOf, type BoundAddress } from '../transport/tcp.js';
 import { Client } from './client.js';
 import { ClientState } from './client-state.js';
@@ -32,7 +32,8 @@ import type { Acl, AclIdentity } from '../auth/acl.js';
 import { Obs } from '../observability/counters.js';
 import { startObservability, type HttpAddress, type Observability } from '../observability/index.js';
 
-export interface BrokerStats {
+/** The broker's counters; the listeners' own (refused connections by stage) are in ListenerStats. */
+export interface BrokerStats extends ListenerStats {
   connectionsOpened: number;
   connects: number;
   connectsRefused: number;
@@ -96,18 +97,6 @@ export interface BrokerStats {
   aclFiltered: number;
   /** Subscriptions removed because the ACL no longer allows them (reload, or a session resumed by another user). */
   aclSubscriptionsRevoked: number;
-  /** Connections closed at accept because their listener had maxConnections open. */
-  connectionsRefusedMaxConnections: number;
-  /** Connections closed at accept because their listener's connectionRate was used up. */
-  connectionsRefusedRate: number;
-  /** Connections closed for their PROXY header: untrusted source, malformed or oversized, or none within connectTimeout. */
-  proxyHeadersRefused: number;
-  /** TLS handshakes that failed (plaintext, no or a bad client certificate, a revoked one, none within connectTimeout, no identity). */
-  tlsHandshakesFailed: number;
-  /** TLS connections closed for attempting renegotiation. */
-  tlsRenegotiationsRefused: number;
-  /** HTTP connections of ws/wss listeners not upgraded: wrong path, Origin, subprotocol, not a WebSocket, none within connectTimeout. */
-  wsUpgradesRefused: number;
 }
 
 const MAX_TIMER = 0x7fffffff;
