@@ -10,6 +10,7 @@
 // on 1884 only, `--tls-port` included. A setting of the flag listeners (`--host`, `--cert`, ...) given above a
 // listener list that wins is an error rather than being dropped.
 
+import { didYouMean } from './suggest.js';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
@@ -197,7 +198,7 @@ function parseListener(raw: unknown, where: string, base: string): ListenerOptio
     throw new ConfigError(`${where}.${k}`, `${why}, got ${JSON.stringify(o[k])}`);
   };
   for (const k of Object.keys(o)) {
-    if (!LISTENER_KEYS.includes(k)) throw new ConfigError(`${where}.${k}`, `unknown key; known keys are ${LISTENER_KEYS.join(', ')}`);
+    if (!LISTENER_KEYS.includes(k)) throw new ConfigError(`${where}.${k}`, `unknown key${didYouMean(k, LISTENER_KEYS)}; known keys are ${LISTENER_KEYS.join(', ')}`);
   }
   const str = (k: string): string | undefined => {
     if (o[k] === undefined) return undefined;
@@ -351,7 +352,7 @@ function fromFile(path: string): FileLayer {
       if (!isObject(raw)) throw new ConfigError(`${path}: limits`, 'must be an object');
       for (const [lk, lv] of Object.entries(raw)) {
         const st = BY_KEY.get(`limits.${lk}`);
-        if (!st) throw new ConfigError(`${path}: limits.${lk}`, `unknown limit; known limits are ${LIMIT_KEYS.join(', ')}`);
+        if (!st) throw new ConfigError(`${path}: limits.${lk}`, `unknown limit${didYouMean(lk, LIMIT_KEYS)}; known limits are ${LIMIT_KEYS.join(', ')}`);
         put(st, lv, `${path}: limits.${lk}`);
       }
       continue;
@@ -364,7 +365,7 @@ function fromFile(path: string): FileLayer {
           continue;
         }
         const st = BY_KEY.get(`auth.${ak}`);
-        if (!st) throw new ConfigError(`${path}: auth.${ak}`, `unknown key; known keys are ${AUTH_KEYS.join(', ')}`);
+        if (!st) throw new ConfigError(`${path}: auth.${ak}`, `unknown key${didYouMean(ak, AUTH_KEYS)}; known keys are ${AUTH_KEYS.join(', ')}`);
         put(st, av, `${path}: auth.${ak}`);
       }
       continue;
@@ -377,7 +378,7 @@ function fromFile(path: string): FileLayer {
     const st = BY_KEY.get(k);
     if (!st || k.includes('.')) {
       const known = SETTINGS.filter((x) => !x.key.includes('.')).map((x) => x.key);
-      throw new ConfigError(`${path}: ${k}`, `unknown key; known keys are ${known.join(', ')}, listeners, limits, auth`);
+      throw new ConfigError(`${path}: ${k}`, `unknown key${didYouMean(k, [...known, 'listeners', 'limits', 'auth'])}; known keys are ${known.join(', ')}, listeners, limits, auth`);
     }
     put(st, raw, `${path}: ${k}`);
   }
@@ -417,8 +418,16 @@ function fromArgs(argv: readonly string[]): { values: Values; config: string | u
       config = take();
       continue;
     }
-    const st = byFlag.get(arg);
-    if (!st) throw new ConfigError(arg, 'unknown option (see petrel --help)');
+    let st = byFlag.get(arg);
+    if (!st && arg.startsWith('--no-') && inline === undefined) {
+      // --no-retain-available: a boolean option turned off.
+      const positive = byFlag.get('--' + arg.slice(5));
+      if (positive?.kind === 'bool') {
+        values.set(positive.key, { v: false, where: arg, layer: FLAGS });
+        continue;
+      }
+    }
+    if (!st) throw new ConfigError(arg, `unknown option${didYouMean(arg, [...byFlag.keys()])} (see petrel --help)`);
     if (st.kind === 'bool' && inline === undefined) {
       values.set(st.key, { v: true, where: arg, layer: FLAGS });
       continue;

@@ -184,7 +184,7 @@ describe('the config file: listeners and auth', () => {
   });
 
   const badFile: [string, unknown, RegExp][] = [
-    ['an unknown listener key', { listeners: [{ port: 1, prot: 2 }] }, /listeners\[0\]\.prot: unknown key; known keys are transport, port, host/],
+    ['an unknown listener key', { listeners: [{ port: 1, prot: 2 }] }, /listeners\[0\]\.prot: unknown key \(did you mean port\?\); known keys are transport, port, host/],
     ['an unknown transport', { listeners: [{ transport: 'quic' }] }, /listeners\[0\]\.transport: must be 'tcp', 'tls', 'ws' or 'wss', got "quic"/],
     ['a tls listener without cert', { listeners: [{ transport: 'tls', key: '/k' }] }, /listeners\[0\]\.cert: a 'tls' listener needs cert/],
     ['a wss listener without key', { listeners: [{ transport: 'wss', cert: '/c' }] }, /listeners\[0\]\.key: a 'wss' listener needs key/],
@@ -201,7 +201,7 @@ describe('the config file: listeners and auth', () => {
     ['allowedOrigins not strings', { listeners: [{ transport: 'ws', allowedOrigins: [1] }] }, /listeners\[0\]\.allowedOrigins: must be an array of non-empty strings/],
     ['a WebSocket path without /', { listeners: [{ transport: 'ws', path: 'mqtt' }] }, /listeners\[0\]\.path: must be an HTTP path starting with '\/'/],
     ['an sni entry without key', { listeners: [{ transport: 'tls', cert: '/c', key: '/k', sni: { 'a.example': { cert: '/x' } } }] }, /listeners\[0\]\.sni\.a\.example\.key: must be a non-empty path/],
-    ['an unknown auth key', { auth: { passwordfile: 'x' } }, /auth\.passwordfile: unknown key; known keys are passwordFile, aclFile, allowAnonymous, loginGuard/],
+    ['an unknown auth key', { auth: { passwordfile: 'x' } }, /auth\.passwordfile: unknown key \(did you mean passwordFile\?\); known keys are passwordFile, aclFile, allowAnonymous, loginGuard/],
     ['a bad allowAnonymous', { auth: { allowAnonymous: 'no way' } }, /auth\.allowAnonymous: must be true or false, got "no way"/],
     ['a bad loginGuard', { auth: { loginGuard: { maxFailures: 0 } } }, /auth\.loginGuard\.maxFailures: must be an integer >= 1, got 0/],
     ['an unknown loginGuard key', { auth: { loginGuard: { tries: 3 } } }, /auth\.loginGuard\.tries: unknown key/],
