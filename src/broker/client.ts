@@ -233,6 +233,14 @@ export class Client implements ConnectionHandler, AckSink {
   private rates: { messages: TokenBucket | null; bytes: TokenBucket | null } | null = null;
   private rateTimer: NodeJS.Timeout | null = null;
 
+  /** A closed client waits for nothing (the pause for its rate could be long: it would keep the client alive). */
+  private stopRateTimer(): void {
+    if (this.rateTimer !== null) {
+      clearTimeout(this.rateTimer);
+      this.rateTimer = null;
+    }
+  }
+
   /** Set up the publish rate buckets, if a rate is configured. */
   private startRates(): void {
     const l = this.broker.limits;
@@ -643,6 +651,7 @@ export class Client implements ConnectionHandler, AckSink {
     this.state = ClientState.Closed;
     this.closeReason = reasonCode;
     this.backlog = null;
+    this.stopRateTimer();
     if (wasConnected) this.broker.clientGone(this);
     else this.broker.forgetClient(this);
     // The socket closes once what the end of this connection wrote to the store is committed, so a client that
@@ -658,10 +667,7 @@ export class Client implements ConnectionHandler, AckSink {
       const wasConnected = this.state === ClientState.Connected;
       this.state = ClientState.Closed;
       this.backlog = null;
-      if (this.rateTimer !== null) {
-        clearTimeout(this.rateTimer);
-        this.rateTimer = null;
-      }
+      this.stopRateTimer();
       if (!this.normalDisconnect && this.closeReason === ReasonCode.Success) this.closeReason = ReasonCode.UnspecifiedError;
       try {
         if (wasConnected) this.broker.clientGone(this);
