@@ -2,7 +2,6 @@
 // messages, routing, wills and expiry, and the lifecycle (start from the
 // store, listen, close gracefully).
 
-import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Properties, ProtocolVersion, QoS, SubscriptionRequest, WillMessage } from '../protocol/packets.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
@@ -11,7 +10,7 @@ import { exceedsTopicLevels, parseSharedFilter, validateTopicFilter, validateTop
 import type { Store, StoredMessage, StoredWill } from '../store/types.js';
 import { Connection, type ConnectionMeta } from '../transport/connection.js';
 import { openListener, type Listener, type ListenerHost, type ListenerStats } from '../transport/listener.js';
-import { remoteAddressOf, type BoundAddress } from '../transport/tcp.js';
+import type { BoundAddress } from '../transport/tcp.js';
 import { Client } from './client.js';
 import { ClientState } from './client-state.js';
 import { Committer } from './committer.js';
@@ -26,7 +25,7 @@ import type { Limits, ResolvedOptions } from './options.js';
 import { RetainedIndex } from './retained.js';
 import { Session, subscriptionRecord } from './session.js';
 import { Subscription, TopicTree } from './topic-tree.js';
-import { KeyedRateLimiter } from './rate-limit.js';
+import { KeyedRateLimiter } from '../transport/token-bucket.js';
 import { BrokerAuth, UNKNOWN_IDENTITY } from '../auth/auth.js';
 import type { Acl, AclIdentity } from '../auth/acl.js';
 import { Obs } from '../observability/counters.js';
@@ -103,12 +102,6 @@ const MAX_TIMER = 0x7fffffff;
 const NEVER = 0xffffffff;
 /** Interval of the expiry pass over retained messages and offline queues, ms. */
 const EXPIRY_SWEEP_MS = 10_000;
-
-/** The IP address of a socket's peer, IPv4-mapped IPv6 addresses as IPv4. */
-export function ipOf(address: string | undefined): string {
-  if (address === undefined) return '';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
 
 /** setTimeout for delays longer than 24.8 days. */
 function longTimeout(ms: number, fn: () => void): NodeJS.Timeout {
@@ -412,17 +405,6 @@ export class Broker {
       this.logger.info('listening', { listener: l.address.name, transport: l.address.transport, host: l.address.host, port: l.address.port });
     }
     return opened.map((l) => l.address);
-  }
-
-  /** A TCP socket handed over directly (as from a tcp listener without PROXY). */
-  handleSocket(socket: net.Socket): void {
-    if (this.closing || !this.admit(ipOf(socket.remoteAddress))) {
-      socket.destroy();
-      return;
-    }
-    let ip = socket.remoteAddress ?? '';
-    if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7);
-    this.acceptConnection(socket, remoteAddressOf, { listener: 'tcp', transport: 'tcp', remoteIp: ip });
   }
 
   /**

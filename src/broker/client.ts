@@ -17,7 +17,7 @@ import { handleConnect } from './handle-connect.js';
 import { handleDisconnect } from './handle-disconnect.js';
 import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from './handle-acks.js';
 import { handlePublish } from './handle-publish.js';
-import { TokenBucket } from './rate-limit.js';
+import { TokenBucket } from '../transport/token-bucket.js';
 import { handleSubscribe } from './handle-subscribe.js';
 import { handleUnsubscribe } from './handle-unsubscribe.js';
 import type { ClientInfo } from './hooks.js';

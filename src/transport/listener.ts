@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { ResolvedListener, Transport } from './listener-options.js';
 import type { ConnectionMeta } from './connection.js';
 import { CidrMatcher } from './cidr.js';
+import { TokenBucket } from './token-bucket.js';
 import { readProxyHeader, type ProxyResult } from './proxy.js';
 import { listenTcp, type BoundAddress, type TcpListener } from './tcp.js';
 import { certificateIdentity, createTlsServer } from './tls.js';
@@ -51,7 +52,7 @@ export interface Listener {
 
 /** 'a.b.c.d:port' or '[v6]:port', without the IPv4-mapped prefix. */
 export function formatAddress(ip: string, port: number | undefined): string {
-  const a = ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+  const a = plainIp(ip);
   if (a === '') return 'unknown';
   return a.includes(':') ? `[${a}]:${port ?? 0}` : `${a}:${port ?? 0}`;
 }
@@ -61,22 +62,6 @@ function plainIp(ip: string | undefined): string {
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
 
-/** A token bucket of `rate` tokens per second, holding `rate` at most. */
-class TokenBucket {
-  private tokens: number;
-  private last = Date.now();
-  constructor(private readonly rate: number) {
-    this.tokens = rate;
-  }
-  take(): boolean {
-    const now = Date.now();
-    this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) / 1000) * this.rate);
-    this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
 
 /** What is known of a connection between accept and the broker. */
 interface Pending {
@@ -96,7 +81,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
   const web = transport === 'ws' || transport === 'wss';
   const timeoutMs = host.limits.connectTimeout * 1000;
   const maxConnections = l.maxConnections ?? 0;
-  const bucket = l.connectionRate ? new TokenBucket(l.connectionRate) : null;
+  const bucket = l.connectionRate ? new TokenBucket(l.connectionRate, l.connectionRate, Date.now()) : null;
   const trusted = l.proxyProtocol ? new CidrMatcher(l.trustedProxies ?? DEFAULT_TRUSTED_PROXIES) : null;
   const identity = l.identityAsUsername && l.identityAsUsername !== 'none' ? l.identityAsUsername : null;
   let name = l.name ?? '';
@@ -250,7 +235,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
       raw.destroy();
       return;
     }
-    if (bucket !== null && !bucket.take()) {
+    if (bucket !== null && !bucket.tryTake(Date.now())) {
       host.stats.connectionsRefusedRate++;
       raw.destroy();
       return;

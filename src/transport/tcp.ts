@@ -19,13 +19,6 @@ export interface TcpListener {
   close(): Promise<void>;
 }
 
-export function remoteAddressOf(socket: net.Socket | import('node:stream').Duplex): string {
-  if (!(socket instanceof net.Socket)) return 'unknown';
-  let a = socket.remoteAddress ?? 'unknown';
-  if (a.startsWith('::ffff:')) a = a.slice(7);
-  return a.includes(':') ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
-}
-
 /**
  * Listen on host:port. An empty host means every address: '::' with dual stack where the system has IPv6,
  * else '0.0.0.0'. keepAliveMs > 0 turns TCP keepalive on for every accepted socket, with that much silence

@@ -1,5 +1,6 @@
-// Token buckets for the rate limits (options.ts: maxPublishRate, maxPublishBytesRate,
-// connectionRatePerAddress; listeners' connectionRate). A bucket holds up to `burst`
+// Token buckets for every rate limit: the broker's (maxPublishRate, maxPublishBytesRate,
+// connectionRatePerAddress) and the listeners' connectionRate. Here, in transport/, so that
+// both layers use the same one (transport/ imports nothing from broker/). A bucket holds up to `burst`
 // tokens and gains `rate` per second; taking more than it holds leaves a debt that
 // is paid back in time (the caller waits debt / rate seconds). No timers: the bucket
 // refills when it is asked.
