@@ -81,35 +81,28 @@ export function resolveAuthOptions(a: AuthOptions | undefined): ResolvedAuth {
   };
 }
 
-/** Read and parse a password file; a PetrelError naming the key, the file and the line. */
-export function loadPasswordFile(file: string): Map<string, PasswordEntry> {
+/** Read and parse one of the auth files; a PetrelError naming the key, the file and (for a bad line) the line. */
+function loadFile<T>(key: string, file: string, parse: (text: string, file: string) => T, LineError: new (...a: never[]) => Error): T {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw optionError('auth.passwordFile', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw optionError(key, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
   try {
-    return parsePasswordFile(text, file);
+    return parse(text, file);
   } catch (err) {
-    if (err instanceof PasswordFileError) throw optionError('auth.passwordFile', err.message);
+    if (err instanceof LineError) throw optionError(key, err.message);
     throw err;
   }
 }
 
+export function loadPasswordFile(file: string): Map<string, PasswordEntry> {
+  return loadFile('auth.passwordFile', file, parsePasswordFile, PasswordFileError);
+}
+
 export function loadAclFile(file: string): Acl {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw optionError('auth.aclFile', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
-  try {
-    return Acl.parse(text, file);
-  } catch (err) {
-    if (err instanceof AclFileError) throw optionError('auth.aclFile', err.message);
-    throw err;
-  }
+  return loadFile('auth.aclFile', file, (text, f) => Acl.parse(text, f), AclFileError);
 }
 
 /** A subscription restored from the store before its client connected again: nothing is readable for it yet. */
