@@ -176,10 +176,28 @@ class PublicBroker implements PetrelBroker {
  */
 export async function createBroker(options: BrokerOptions = {}): Promise<PetrelBroker> {
   const resolved = resolveOptions(options);
+  if (resolved.cluster !== undefined) return createClusterNode(resolved);
   const opt = resolved.store;
   const store: Store = 'type' in opt ? createStore(opt) : opt;
   const core = new Core(resolved, store);
   await core.start();
+  return new PublicBroker(core);
+}
+
+/** Cluster mode: the store is Redis, the node joins once the broker is started (src/cluster/). */
+async function createClusterNode(resolved: ReturnType<typeof resolveOptions>): Promise<PetrelBroker> {
+  const { Cluster } = await import('./cluster/cluster.js');
+  const cluster = new Cluster(resolved.cluster!);
+  await cluster.connect();
+  const core = new Core(resolved, cluster.store);
+  core.cluster = cluster;
+  try {
+    await core.start();
+    await cluster.attach(core);
+  } catch (err) {
+    await core.close().catch(() => {});
+    throw err;
+  }
   return new PublicBroker(core);
 }
 

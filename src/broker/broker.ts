@@ -24,12 +24,14 @@ import { forwardableProperties, Message } from './message.js';
 import type { Limits, ResolvedOptions } from './options.js';
 import { RetainedIndex } from './retained.js';
 import { Session, subscriptionRecord } from './session.js';
-import { Subscription, TopicTree } from './topic-tree.js';
+import { Subscription, TopicTree, type Recipient } from './topic-tree.js';
 import { KeyedRateLimiter } from '../transport/token-bucket.js';
 import { BrokerAuth, UNKNOWN_IDENTITY } from '../auth/auth.js';
 import type { Acl, AclIdentity } from '../auth/acl.js';
 import { Obs } from '../observability/counters.js';
 import { startObservability, type HttpAddress, type Observability } from '../observability/index.js';
+import type { Cluster } from '../cluster/cluster.js';
+import type { LoadedSession } from '../store/types.js';
 
 /** The broker's counters; the listeners' own (refused connections by stage) are in ListenerStats. */
 export interface BrokerStats extends ListenerStats {
@@ -206,6 +208,8 @@ export class Broker {
   private readonly closeTimeout: number;
   private readonly listenerOptions: ResolvedOptions['listeners'];
   private fatalHandler: ((err: unknown) => void) | null = null;
+  /** Cluster mode (src/cluster/), set before start(); null for a single node. */
+  cluster: Cluster | null = null;
 
   constructor(options: ResolvedOptions, store: Store) {
     this.limits = options.limits;
@@ -304,35 +308,7 @@ export class Broker {
         this.committer.touch();
         continue;
       }
-      const s = new Session(this, rec.clientId, rec.protocolVersion, rec.expiryInterval);
-      s.stored = true;
-      s.out.restore(loaded.queue.count, loaded.queue.bytes, loaded.queue.lastSeq, loaded.queue.sentSeq);
-      if (loaded.inboundQos2.length > 0) s.inboundQos2 = new Set(loaded.inboundQos2);
-      for (const r of loaded.subscriptions) {
-        const shared = parseSharedFilter(r.filter);
-        const sub = new Subscription(
-          s, r.filter, shared ? shared.filter : r.filter, shared ? shared.group : null,
-          r.qos, r.noLocal, r.retainAsPublished, r.retainHandling, r.subscriptionId,
-        );
-        // Whose rights apply is known once its client connects again (recheckSubscriptions): until then no
-        // message passes the ACL for it.
-        if (this.auth.acl !== null) {
-          sub.aclIdentity = UNKNOWN_IDENTITY;
-          this.auth.aclGranted.add(sub);
-        }
-        this.tree.add(sub);
-        s.subscriptions.set(r.filter, sub);
-      }
-      this.sessions.set(rec.clientId, s);
-      // A session whose client was connected when the broker stopped is disconnected as of now.
-      s.disconnectedAt = rec.disconnectedAt ?? now;
-      if (rec.will) {
-        s.pendingWill = rec.will;
-        const willAt = s.disconnectedAt + rec.will.delayInterval * 1000;
-        s.willTimer = longTimeout(willAt - now, () => this.guarded('will timer', () => this.fireWill(s)));
-      }
-      if (rec.disconnectedAt === null) this.persistSession(s);
-      this.scheduleExpiry(s, now);
+      this.restoreSession(loaded, now);
     }
     // Once every subscription is back in the tree.
     for (const [clientId, will] of endedWills) this.publishWill(clientId, will);
@@ -347,6 +323,42 @@ export class Broker {
       sessions: state.sessions.length,
       retained: state.retained.length,
     });
+  }
+
+
+  /** A stored session back in memory, offline (at start, or in cluster mode when claimed or adopted). */
+  private restoreSession(loaded: LoadedSession, now: number): Session {
+    const rec = loaded.session;
+    const s = new Session(this, rec.clientId, rec.protocolVersion, rec.expiryInterval);
+    s.stored = true;
+    s.out.restore(loaded.queue.count, loaded.queue.bytes, loaded.queue.lastSeq, loaded.queue.sentSeq);
+    if (loaded.inboundQos2.length > 0) s.inboundQos2 = new Set(loaded.inboundQos2);
+    for (const r of loaded.subscriptions) {
+      const shared = parseSharedFilter(r.filter);
+      const sub = new Subscription(
+        s, r.filter, shared ? shared.filter : r.filter, shared ? shared.group : null,
+        r.qos, r.noLocal, r.retainAsPublished, r.retainHandling, r.subscriptionId,
+      );
+      // Whose rights apply is known once its client connects again (recheckSubscriptions): until then no
+      // message passes the ACL for it.
+      if (this.auth.acl !== null) {
+        sub.aclIdentity = UNKNOWN_IDENTITY;
+        this.auth.aclGranted.add(sub);
+      }
+      this.treeAdd(sub);
+      s.subscriptions.set(r.filter, sub);
+    }
+    this.sessions.set(rec.clientId, s);
+    // A session whose client was connected when the broker stopped is disconnected as of now.
+    s.disconnectedAt = rec.disconnectedAt ?? now;
+    if (rec.will) {
+      s.pendingWill = rec.will;
+      const willAt = s.disconnectedAt + rec.will.delayInterval * 1000;
+      s.willTimer = longTimeout(willAt - now, () => this.guarded('will timer', () => this.fireWill(s)));
+    }
+    if (rec.disconnectedAt === null) this.persistSession(s);
+    this.scheduleExpiry(s, now);
+    return s;
   }
 
   /**
@@ -494,6 +506,8 @@ export class Broker {
         this.logger.error('store close failed', { err });
       }
     }
+    // The other nodes adopt what this node held (its lease is dropped).
+    await this.cluster?.leave();
     await this.observability?.close();
     this.closed = true;
     this.logger.info('broker closed');
@@ -646,7 +660,7 @@ export class Broker {
     if (session.ended) return;
     const will = session.pendingWill;
     session.pendingWill = null;
-    for (const sub of session.subscriptions.values()) this.tree.remove(session, sub.topicFilter, sub.group);
+    for (const sub of session.subscriptions.values()) this.treeRemove(session, sub.topicFilter, sub.group);
     session.subscriptions.clear();
     session.end();
     if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
@@ -655,6 +669,7 @@ export class Broker {
       this.store.deleteSession(session.id);
       this.committer.touch();
     }
+    this.cluster?.releaseClientId(session.id);
     if (will !== null) this.publishWill(session.id, will);
   }
 
@@ -701,6 +716,115 @@ export class Broker {
     }
   }
 
+
+  // ---- cluster mode (src/cluster/cluster.ts calls these) ----
+
+  private treeAdd(sub: Subscription): Subscription | undefined {
+    const previous = this.tree.add(sub);
+    if (previous === undefined) this.cluster?.ref(sub.topicFilter, sub.group, 1);
+    return previous;
+  }
+
+  private treeRemove(recipient: Recipient, topicFilter: string, group: string | null): Subscription | undefined {
+    const removed = this.tree.remove(recipient, topicFilter, group);
+    if (removed !== undefined) this.cluster?.ref(topicFilter, group, -1);
+    return removed;
+  }
+
+  /** A message from another node: to the subscribers here only. */
+  routeLocal(msg: Message): number {
+    return this.route(msg, true);
+  }
+
+  /** A message for one member of a shared group (`$share/{group}/{filter}`) here; false if it has none here. */
+  deliverShared(key: string, msg: Message): boolean {
+    const shared = parseSharedFilter(key);
+    if (shared === null) return false;
+    const g = this.tree.sharedGroup(shared.filter, shared.group);
+    if (g === undefined) return false;
+    let s = g.pick();
+    if (s !== null && s.aclIdentity !== null && !this.aclReadable(s.aclIdentity, msg.topic)) s = this.readableMember(g.members, msg.topic);
+    if (s === null) return false;
+    const mq = msg.qos;
+    s.recipient.deliver(msg, mq < s.qos ? mq : s.qos, s.retainAsPublished && msg.retain, s.subIds, g);
+    return true;
+  }
+
+  /** Another node changed a retained message (already in Redis): the index here follows. */
+  clusterRetained(topic: string, msg: Message | null): void {
+    this.setRetainedIndex(topic, msg);
+  }
+
+  isLive(clientId: string): boolean {
+    return this.live.has(clientId);
+  }
+
+  /** A session is back in memory from the store (cluster: claimed or adopted). Null if it only had a will. */
+  adoptSession(loaded: LoadedSession, adoptedFromDeadNode: boolean): Session | null {
+    const rec = loaded.session;
+    if (rec.expiryInterval === 0) {
+      // Kept only for its will: the session ended with its node.
+      this.store.deleteSession(rec.clientId);
+      this.committer.touch();
+      this.cluster?.releaseClientId(rec.clientId);
+      if (rec.will && adoptedFromDeadNode) this.publishWill(rec.clientId, rec.will);
+      return null;
+    }
+    return this.restoreSession(loaded, Date.now());
+  }
+
+  /** Forget a session held in memory without touching the store (another node changed it since). */
+  forgetSession(session: Session): void {
+    const c = this.live.get(session.id);
+    if (c !== undefined) {
+      this.releaseClient(c, true);
+      c.disconnect(ReasonCode.SessionTakenOver, 'another connection took the session over');
+    }
+    this.dropSubscriptions(session);
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+  }
+
+  /** Remove a session's subscriptions from the tree and end it in memory only (the store keeps it). */
+  dropSubscriptions(session: Session): void {
+    for (const sub of session.subscriptions.values()) this.treeRemove(session, sub.topicFilter, sub.group);
+    session.subscriptions.clear();
+    session.pendingWill = null;
+    session.end();
+  }
+
+  /**
+   * Another node took this client id over: the connection here gets DISCONNECT 0x8E [MQTT-3.1.4-3]. A stored
+   * session that continues there leaves this node's session map and is returned (it forwards for a while);
+   * otherwise the session ends here as with a local takeover.
+   */
+  handOff(clientId: string, clean: boolean): Session | null {
+    const session = this.sessions.get(clientId) ?? null;
+    const continues = !clean && session !== null && session.expiryInterval !== 0 && session.stored;
+    const old = this.live.get(clientId);
+    if (old !== undefined) {
+      this.releaseClient(old, continues);
+      old.disconnect(ReasonCode.SessionTakenOver, 'another connection took the session over');
+    }
+    if (session === null || session.ended) return null;
+    if (!continues) {
+      if (!clean || !session.stored) {
+        if (session.willTimer) clearTimeout(session.willTimer);
+        this.endSession(session);
+      } else {
+        // Clean start there: the new node deletes the stored session; here it only leaves memory.
+        this.dropSubscriptions(session);
+        this.sessions.delete(clientId);
+      }
+      return null;
+    }
+    if (session.willTimer) clearTimeout(session.willTimer);
+    if (session.expiryTimer) clearTimeout(session.expiryTimer);
+    session.willTimer = session.expiryTimer = null;
+    session.pendingWill = null;
+    this.sessions.delete(clientId);
+    return session;
+  }
+
   // ---- subscriptions ----
 
   addSubscription(session: Session, req: SubscriptionRequest, qos: QoS, subId: number | undefined): { sub: Subscription; existed: boolean } {
@@ -710,7 +834,7 @@ export class Broker {
       qos, req.noLocal, req.retainAsPublished, req.retainHandling, subId,
     );
     // Same filter again: the subscription is replaced [MQTT-3.8.4-3].
-    const existed = this.tree.add(sub) !== undefined;
+    const existed = this.treeAdd(sub) !== undefined;
     session.subscriptions.set(req.filter, sub);
     if (session.stored) {
       this.store.putSubscription(session.id, subscriptionRecord(sub));
@@ -722,7 +846,7 @@ export class Broker {
   removeSubscription(session: Session, filter: string): boolean {
     const sub = session.subscriptions.get(filter);
     if (sub === undefined) return false;
-    this.tree.remove(session, sub.topicFilter, sub.group);
+    this.treeRemove(session, sub.topicFilter, sub.group);
     session.subscriptions.delete(filter);
     if (session.stored) {
       this.store.deleteSubscription(session.id, filter);
@@ -783,7 +907,7 @@ export class Broker {
     for (const s of this.sessions.values()) if (s.client === null) s.out.expireNow(now);
   }
 
-  private route(msg: Message): number {
+  private route(msg: Message, local = false): number {
     const m = this.tree.match(msg.topic);
     const origin = msg.origin;
     const mq = msg.qos;
@@ -816,8 +940,18 @@ export class Broker {
       n++;
       list[0]!.recipient.deliver(msg, (mq < qos ? mq : qos) as QoS, retain && msg.retain, ids, null);
     }
+    const cluster = this.cluster;
     for (const g of m.shared) {
-      // One member of each shared group (§4.8.2).
+      // One member of each shared group (§4.8.2), in the whole cluster: here, or on another node with members.
+      if (cluster !== null && !local) {
+        const key = `$share/${g.name}/${g.topicFilter}`;
+        const other = cluster.sharedTarget(key, msg.topic);
+        if (other !== null) {
+          n++;
+          cluster.sendShared(other, key, msg);
+          continue;
+        }
+      }
       let s = g.pick();
       if (s === null) continue;
       if (s.aclIdentity !== null && !this.aclReadable(s.aclIdentity, msg.topic)) s = this.readableMember(g.members, msg.topic);
@@ -825,6 +959,7 @@ export class Broker {
       n++;
       s.recipient.deliver(msg, mq < s.qos ? mq : s.qos, s.retainAsPublished && msg.retain, s.subIds, g);
     }
+    if (cluster !== null && !local) n += cluster.forward(msg);
     return n;
   }
 
@@ -960,7 +1095,7 @@ export class Broker {
     for (const f of list) {
       const shared = parseSharedFilter(f);
       const sub = new Subscription(local, f, shared ? shared.filter : f, shared ? shared.group : null, qos, false, false, 0, undefined);
-      this.tree.add(sub);
+      this.treeAdd(sub);
       local.entries.push(sub);
     }
     if (options.signal?.aborted) local.close();
@@ -982,7 +1117,7 @@ export class Broker {
 
   removeLocal(local: LocalSubscription): void {
     if (!this.locals.delete(local)) return;
-    for (const sub of local.entries) this.tree.remove(local, sub.topicFilter, sub.group);
+    for (const sub of local.entries) this.treeRemove(local, sub.topicFilter, sub.group);
   }
 
   countLocalDrop(): void {

@@ -29,6 +29,8 @@ export interface PendingConnect {
   authData: Buffer | undefined;
   /** Called once the enhanced-authentication method accepted (finishConnect; handle-auth.ts needs no import of this file). */
   authenticated: (client: Client, pending: PendingConnect) => void;
+  /** Cluster mode: the client id was claimed cluster-wide. */
+  claimed?: boolean;
 }
 
 export function handleConnect(client: Client, p: ConnectPacket): void {
@@ -345,6 +347,17 @@ function openConnection(client: Client, pending: PendingConnect): void {
   const p = pending.packet;
   const { clientId, sessionExpiry } = pending;
   if (broker.closing) return client.refuseConnect(ReasonCode.ServerUnavailable, 'server shutting down');
+  const cluster = broker.cluster;
+  if (cluster !== null && !pending.claimed) {
+    // Cluster mode: the client id is claimed cluster-wide first (a takeover on another node, the session
+    // loaded from Redis), then the session opens here as on a single node.
+    pending.claimed = true;
+    client.wait(cluster.claim(clientId, p.clean), () => openConnection(client, pending), (err: unknown) => {
+      broker.logger.warn('cluster claim failed', { event: 'cluster.claim_failed', clientId, err: (err as Error).message });
+      client.refuseConnect(ReasonCode.ServerUnavailable, 'server unavailable: the session could not be claimed');
+    });
+    return;
+  }
 
   const { session, sessionPresent } = broker.openSession(client, clientId, p.clean, p.protocolVersion, sessionExpiry);
   client.state = ClientState.Connected;

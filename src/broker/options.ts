@@ -4,6 +4,7 @@
 
 import { accessSync, constants as fsConstants } from 'node:fs';
 import type { Store } from '../store/types.js';
+import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
 import { parseCidr } from '../transport/cidr.js';
 import type { AuthMethod, Hooks } from './hooks.js';
 import { validateHooks } from './hooks.js';
@@ -175,6 +176,11 @@ export interface BrokerOptions {
   responseInformation?: string;
   /** Seconds granted to close(): after it, remaining connections are destroyed. Default 5. */
   closeTimeout?: number;
+  /**
+   * Cluster mode: this broker is one node of several sharing one Redis (sessions, queues and retained messages
+   * live there; `store` is not used). See README "Cluster".
+   */
+  cluster?: ClusterOptions;
   logLevel?: LogLevel;
   logger?: Logger;
   /** HTTP listener for /metrics and the health probes (src/observability). Default: none. */
@@ -380,12 +386,23 @@ export interface ResolvedOptions {
   http: (HttpOptions & { host: string }) | undefined;
   metrics: boolean;
   sysInterval: number;
+  cluster: ResolvedClusterOptions | undefined;
 }
 
 const OPTION_KEYS = new Set([
   'listeners', 'store', 'limits', 'hooks', 'authMethods', 'auth', 'responseInformation', 'closeTimeout', 'logLevel', 'logger',
-  'http', 'metrics', 'sysInterval',
+  'http', 'metrics', 'sysInterval', 'cluster',
 ]);
+
+function resolveCluster(c: ClusterOptions | undefined): ResolvedClusterOptions | undefined {
+  if (c === undefined) return undefined;
+  try {
+    return resolveClusterOptions(c);
+  } catch (err) {
+    const m = /^(cluster(?:\.\w+)?): (.*)$/s.exec((err as Error).message);
+    throw optionError(m ? m[1]! : 'cluster', m ? m[2]! : (err as Error).message);
+  }
+}
 
 export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   if (options === null || typeof options !== 'object') throw optionError('options', 'must be an object');
@@ -435,6 +452,7 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     logLevel,
     logger: options.logger,
     ...resolveObservability(options),
+    cluster: resolveCluster(options.cluster),
   };
 }
 

@@ -98,6 +98,14 @@ export class Session implements Recipient {
   }
 
   deliver(msg: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined, group: SharedGroup | null): void {
+    const cluster = this.broker.cluster;
+    if (cluster !== null) {
+      // Cluster mode: a session handed to another node passes what still reaches it on; a stored session
+      // drops a message id it already queued (it came by two paths while the session moved).
+      const to = cluster.forwardingFor(this);
+      if (to !== null) return cluster.forwardTo(to, this.id, msg, qos, retain, subIds);
+      if (group === null && cluster.alreadyQueued(this, msg.id)) return;
+    }
     this.out.deliver(msg, qos, retain, subIds, group);
   }
 

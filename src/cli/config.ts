@@ -43,6 +43,8 @@ export interface CliConfig {
   httpPort: number | undefined;
   httpHost: string | undefined;
   sysInterval: number | undefined;
+  /** Cluster mode: the Redis URL or socket, the node's name. */
+  cluster: { redis: string; nodeId?: string; leaseMs?: number } | undefined;
   configFile: string | undefined;
   mosquittoConfig: string | undefined;
   lenient: boolean;
@@ -95,6 +97,9 @@ const SETTINGS: Setting[] = [
   s('httpPort', '--http-port', 'PETREL_HTTP_PORT', 'port', 'open the HTTP listener on this port: /metrics (Prometheus), /livez, /readyz (default: off)'),
   s('httpHost', '--http-host', 'PETREL_HTTP_HOST', 'string', 'address of the HTTP listener (default 127.0.0.1, loopback only)'),
   s('sysInterval', '--sys-interval', 'PETREL_SYS_INTERVAL', 'int', 'seconds between $SYS updates (default 10; 0 turns $SYS off)'),
+  s('cluster.redis', '--cluster', 'PETREL_CLUSTER', 'string', 'run as one node of a cluster sharing this Redis (redis://host:port, rediss://..., or a Unix socket path)'),
+  s('cluster.nodeId', '--node-id', 'PETREL_NODE_ID', 'string', 'name of this cluster node (default: host name and process id)'),
+  { key: 'cluster.leaseMs', flag: undefined, env: undefined, kind: 'int', describe: '' },
   { key: 'auth.maxConcurrentHashes', flag: undefined, env: undefined, kind: 'int', describe: '' },
   { key: 'auth.maxPendingHashes', flag: undefined, env: undefined, kind: 'int', describe: '' },
   ...LIMIT_KEYS.map<Setting>((k) => ({
@@ -370,6 +375,16 @@ function fromFile(path: string): FileLayer {
       }
       continue;
     }
+    if (k === 'cluster') {
+      if (!isObject(raw)) throw new ConfigError(`${path}: cluster`, 'must be an object: { "redis": "redis://host:port", "nodeId": "..." }');
+      const keys = ['redis', 'nodeId', 'leaseMs'];
+      for (const [ck, cv] of Object.entries(raw)) {
+        const st = BY_KEY.get(`cluster.${ck}`);
+        if (!st) throw new ConfigError(`${path}: cluster.${ck}`, `unknown key${didYouMean(ck, keys)}; known keys are ${keys.join(', ')}`);
+        put(st, cv, `${path}: cluster.${ck}`);
+      }
+      continue;
+    }
     if (k === 'listeners') {
       if (!Array.isArray(raw)) throw new ConfigError(`${path}: listeners`, 'must be an array of { "transport": "tcp", "port": N, "host": "..." }');
       listeners = raw.map((l: unknown, i) => parseListener(l, `${path}: listeners[${i}]`, base));
@@ -579,6 +594,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     httpPort: get<number | undefined>('httpPort', undefined),
     httpHost: get<string | undefined>('httpHost', undefined),
     sysInterval: get<number | undefined>('sysInterval', undefined),
+    cluster: clusterOf(get<string | undefined>('cluster.redis', undefined), get<string | undefined>('cluster.nodeId', undefined), get<number | undefined>('cluster.leaseMs', undefined)),
     configFile,
     mosquittoConfig,
     lenient,
@@ -586,6 +602,17 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     help: args.help,
     version: args.version,
   };
+}
+
+function clusterOf(redis: string | undefined, nodeId: string | undefined, leaseMs: number | undefined): CliConfig['cluster'] {
+  if (redis === undefined) {
+    if (nodeId !== undefined) throw new ConfigError('--node-id', 'needs --cluster');
+    return undefined;
+  }
+  const c: NonNullable<CliConfig['cluster']> = { redis };
+  if (nodeId !== undefined) c.nodeId = nodeId;
+  if (leaseMs !== undefined) c.leaseMs = leaseMs;
+  return c;
 }
 
 /**
@@ -625,6 +652,7 @@ export function toBrokerOptions(c: CliConfig): BrokerOptions {
   if (c.responseInformation !== undefined) opts.responseInformation = c.responseInformation;
   if (c.httpPort !== undefined) opts.http = c.httpHost === undefined ? { port: c.httpPort } : { port: c.httpPort, host: c.httpHost };
   if (c.sysInterval !== undefined) opts.sysInterval = c.sysInterval;
+  if (c.cluster !== undefined) opts.cluster = c.cluster;
   return opts;
 }
 
