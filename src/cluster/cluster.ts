@@ -423,9 +423,10 @@ export class Cluster {
       }
       this.processing.add(pkey);
       this.store.op('ack', stream, id);
+      // touch() first: after() runs at once when nothing is pending.
+      broker.committer.touch();
       broker.committer.after(() => this.processing.delete(pkey));
     }
-    broker.committer.touch();
   }
 
   private onPubSub(channel: string, data: Buffer): void {
@@ -637,10 +638,12 @@ export class Cluster {
       this.forwarding.set(m.c, { session, to: m.from, timer });
     }
     this.seen.delete(m.c);
-    broker.committer.after(() => {
-      void this.cmd.publish(`${this.P}n:${m.from}:ctl`, JSON.stringify({ t: 'released', c: m.c, epoch: m.epoch }));
-    });
-    broker.committer.touch();
+    // Once what this node wrote for the session is committed.
+    const reply = (): void => {
+      void this.cmd.publish(`${this.P}n:${m.from}:ctl`, JSON.stringify({ t: 'released', c: m.c, epoch: m.epoch })).catch(() => {});
+    };
+    if (broker.committer.holding) broker.committer.after(reply);
+    else reply();
   }
 
   private dropForwarding(clientId: string): void {
