@@ -700,7 +700,13 @@ export class Cluster {
       const loaded = await this.store.loadSession(c);
       if (loaded !== null) theirs.set(c, loaded.subscriptions);
       const epoch = await this.cmd.petrelAdopt(this.P, this.member, dead, c);
-      if (Number(epoch) === 0 || loaded === null) continue;
+      if (Number(epoch) === 0) continue;
+      if (loaded === null) {
+        // A connection without a stored session (nor a will): nothing to adopt, the client id is free.
+        this.store.op('own', c, Number(epoch));
+        broker.committer.touch();
+        continue;
+      }
       if (broker.sessions.has(c)) continue;
       this.epochs.set(c, Number(epoch));
       const seen = await this.store.seenIds(c, Date.now() - SEEN_WINDOW_MS);
