@@ -311,7 +311,8 @@ export class Cluster {
    * into their inboxes, in the current batch (so PUBACK/PUBREC follow the write). Returns how many nodes.
    */
   forward(msg: Message): number {
-    if (this.fenced) return 0;
+    // $SYS is each node's own tree (its counters): not sent to the others.
+    if (this.fenced || msg.topic.startsWith('$SYS/')) return 0;
     const targets = this.routes.match(msg.topic);
     let n = 0;
     if (targets.size > 0) {
