@@ -460,7 +460,7 @@ export class OutboundQueue {
       this.forget(entry);
       return true;
     }
-    entry.sentAt = this.env.obs.now();
+    entry.sentAt = this.env.obs.runClock();
     const stored = this.host.stored;
     // Write before you send: a PUBLISH to a stored session must not reach the client before the store knows
     // the entry, the sequence it came from and that it was sent. Else a restart could give its QoS 2 packet id
