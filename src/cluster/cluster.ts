@@ -379,7 +379,16 @@ export class Cluster {
 
   private async consumeInbox(): Promise<void> {
     let cursor = '0';
+    // After a reconnect, a read whose reply was lost left its entries pending for this consumer: read them again.
+    let reread = false;
+    this.blk.on('ready', () => {
+      reread = true;
+    });
     while (!this.stopped) {
+      if (reread) {
+        reread = false;
+        cursor = '0';
+      }
       try {
         const r = (await this.blk.xreadgroupBuffer('GROUP', 'g', this.member, 'COUNT', '500', 'BLOCK', '1000', 'STREAMS', this.inbox, cursor)) as unknown as
           | [Buffer, [Buffer, Buffer[] | null][]][]
