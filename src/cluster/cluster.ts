@@ -702,7 +702,6 @@ export class Cluster {
     const broker = this.broker!;
     const t0 = Date.now();
     this.stats.deadNodes++;
-    await this.cmd.zrem(`${this.P}nodes`, dead);
     const ids = await this.cmd.smembers(`${this.P}n:${dead}:sess`);
     const theirs = new Map<string, SubscriptionRecord[]>();
     let adopted = 0;
@@ -744,6 +743,9 @@ export class Cluster {
     await this.cmd.del(inbox, `${this.P}n:${dead}:sess`, `${this.P}n:${dead}:ctl`);
     await this.cmd.hdel(`${this.P}applied`, dead);
     await this.cmd.hdel(`${this.P}batch`, dead);
+    // Last: an adopter that dies half-way leaves the node listed as dead, and its lock expires for another.
+    await this.cmd.zrem(`${this.P}nodes`, dead);
+    await this.cmd.del(`${this.P}lock:${dead}`);
     this.logger?.warn('adopted a dead node', { event: 'cluster.node_adopted', dead, sessions: adopted, ms: Date.now() - t0 });
   }
 
@@ -772,7 +774,8 @@ export class Cluster {
   private async waitApplied(v: string): Promise<void> {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && !this.stopped) {
-      const live = await this.cmd.zrange(`${this.P}nodes`, '0', '-1');
+      const [sec, usec] = await this.cmd.time();
+      const live = await this.cmd.zrangebyscore(`${this.P}nodes`, Number(sec) * 1000 + Math.floor(Number(usec) / 1000), '+inf');
       const applied = await this.cmd.hgetall(`${this.P}applied`);
       if (live.every((m) => m === this.member || (applied[m] !== undefined && streamIdAtLeast(applied[m]!, v)))) return;
       await sleep(50);
