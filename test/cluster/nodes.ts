@@ -1,0 +1,64 @@
+// Cluster test harness: a private redis-server and real `petrel --cluster` node processes on port 0.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { kill, startPetrel, type PetrelProcess } from '../durability/petrel-process.js';
+import { startRedis, type Persistence, type RedisServer } from '../helpers/redis.js';
+
+export interface Node {
+  id: string;
+  proc: PetrelProcess;
+  port: number;
+  url: string;
+  /** nodeId#incarnation, as in Redis keys. */
+  member: string;
+}
+
+export interface TestCluster {
+  redis: RedisServer;
+  nodes: Node[];
+  leaseMs: number;
+  start(id: string): Promise<Node>;
+  kill9(node: Node): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The member name a node logs when it joins (text or JSON log lines). */
+function memberOf(log: string): string {
+  const m = /cluster node joined.*?node[=":]+([A-Za-z0-9._-]+#[0-9a-f]+)/.exec(log);
+  if (!m) throw new Error(`no cluster.joined line in:\n${log}`);
+  return m[1]!;
+}
+
+export async function startCluster(ids: string[], options: { leaseMs?: number; persistence?: Persistence } = {}): Promise<TestCluster> {
+  const redis = await startRedis({ persistence: options.persistence ?? 'always' });
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cluster-'));
+  const leaseMs = options.leaseMs ?? 2000;
+  const config = join(dir, 'petrel.json');
+  writeFileSync(config, JSON.stringify({ cluster: { leaseMs } }));
+  const nodes: Node[] = [];
+  const start = async (id: string): Promise<Node> => {
+    const proc = await startPetrel(['--cluster', redis.socket, '--node-id', id, '--config', config, '--memory']);
+    const n: Node = { id, proc, port: proc.port, url: `mqtt://127.0.0.1:${proc.port}`, member: memberOf(proc.log()) };
+    nodes.push(n);
+    return n;
+  };
+  for (const id of ids) await start(id);
+  return {
+    redis,
+    nodes,
+    leaseMs,
+    start,
+    async kill9(node: Node): Promise<void> {
+      await kill(node.proc, 'SIGKILL');
+    },
+    async stop(): Promise<void> {
+      await Promise.all(nodes.map(async (n) => {
+        if (n.proc.child.exitCode === null && n.proc.child.signalCode === null) await kill(n.proc, 'SIGTERM');
+      }));
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
