@@ -20,7 +20,6 @@ import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { QoS } from '../protocol/packets.js';
 import { parseSharedFilter } from '../protocol/topic.js';
-import { ReasonCode } from '../protocol/reason-codes.js';
 import type { LoadedSession, SubscriptionRecord } from '../store/types.js';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../broker/logger.js';
@@ -805,4 +804,3 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
 }
 
-export { ReasonCode };

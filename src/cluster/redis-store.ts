@@ -98,8 +98,8 @@ export class RedisStore implements Store {
   private opened = false;
   /** Sessions with a record (written here or loaded): writes that add to a session need one. */
   private readonly known = new Set<string>();
-  /** Message ids already written as part of a queue entry, by session (the dedupe set's tail, see Cluster). */
-  onBatchError: ((err: unknown) => void) | null = null;
+  /** A batch sent early (by a read) failed: the next commit() fails with it (nothing after it is acknowledged). */
+  private failure: unknown = null;
 
   constructor(private readonly options: RedisStoreOptions) {
     this.redis = define(options.redis);
@@ -269,7 +269,7 @@ export class RedisStore implements Store {
     };
     p.then(done, (err: unknown) => {
       done();
-      this.onBatchError?.(err);
+      this.failure ??= err;
     });
     return p;
   }
@@ -284,6 +284,7 @@ export class RedisStore implements Store {
     try {
       await last;
       await Promise.all(all);
+      if (this.failure !== null) throw this.failure;
     } catch (err) {
       throw new StoreError('PETREL_ERR_STORE_IO', `Redis commit failed: ${(err as Error).message}`, { cause: err });
     }
