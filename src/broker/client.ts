@@ -8,7 +8,7 @@ import { encodeAck, encodePacket, encodePublishHeader } from '../protocol/encode
 import { ProtocolError } from '../protocol/errors.js';
 import type { Packet, Properties, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js';
 import { PacketType } from '../protocol/packets.js';
-import { ReasonCode, reasonName, v5ConnackToV3 } from '../protocol/reason-codes.js';
+import { CONNACK_REFUSAL_CODES, ReasonCode, reasonName, v5ConnackToV3 } from '../protocol/reason-codes.js';
 import type { Connection, ConnectionHandler } from '../transport/connection.js';
 import type { Broker } from './broker.js';
 import type { AckSink } from './committer.js';
@@ -609,8 +609,10 @@ export class Client implements ConnectionHandler, AckSink {
       if (this.state === ClientState.Connected) {
         this.sendPacket({ type: 14, reasonCode, properties: { reasonString: reason } });
       } else {
-        this.broker.obs.connectDecided(this, reasonCode);
-        this.sendPacket({ type: 2, sessionPresent: false, reasonCode, properties: this.reasonProps(reason) });
+        // Before CONNACK (an AUTH exchange): a code CONNACK cannot carry is sent as Protocol Error [MQTT-3.2.2-8].
+        const code = CONNACK_REFUSAL_CODES.has(reasonCode) ? reasonCode : ReasonCode.ProtocolError;
+        this.broker.obs.connectDecided(this, code);
+        this.sendPacket({ type: 2, sessionPresent: false, reasonCode: code, properties: this.reasonProps(reason) });
       }
     }
     this.closeNow(reasonCode, reason);

@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { ConnectPacket, Properties } from '../protocol/packets.js';
-import { ReasonCode } from '../protocol/reason-codes.js';
+import { CONNACK_REFUSAL_CODES, ReasonCode } from '../protocol/reason-codes.js';
 import { isSysTopic } from '../protocol/topic.js';
 import { isUtf8 } from '../protocol/utf8.js';
 import type { Client } from './client.js';
@@ -327,10 +327,7 @@ function willDecided(client: Client, pending: PendingConnect, r: AuthorizePublis
   client.refuseConnect(code, 'will not authorized');
 }
 
-/** The reason codes a CONNACK may refuse with (MQTT 5.0 section 3.2.2.2). */
-const CONNACK_REFUSALS = new Set([
-  0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8c, 0x90, 0x95, 0x97, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9f,
-]);
+const CONNACK_REFUSALS = CONNACK_REFUSAL_CODES;
 
 /** The will's properties as its PUBLISH will carry them (with its Message Expiry Interval). */
 function willProperties(p: Properties | undefined): Properties | undefined {

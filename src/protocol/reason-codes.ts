@@ -82,3 +82,8 @@ export function v5ConnackToV3(code: number): number {
     default: return 0x03; // server unavailable / busy / other
   }
 }
+
+/** The reason codes a CONNACK may carry besides Success (MQTT 5.0 section 3.2.2.2) [MQTT-3.2.2-8]. */
+export const CONNACK_REFUSAL_CODES: ReadonlySet<number> = new Set([
+  0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8c, 0x90, 0x95, 0x97, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9f,
+]);
