@@ -517,10 +517,25 @@ export class Cluster {
       s.deliver(msg, qos, retain, subIds, null);
       return;
     }
+    if (this.waitForClaim(clientId, () => this.deliverTo(clientId, msg, qos, retain, subIds))) return;
     // Not here: ask Redis who owns it now (rare: moves and node deaths).
     void this.cmd.hget(`${this.P}o:${clientId}`, 'owner').then((owner) => {
       if (owner !== null && owner !== this.member) this.forwardTo(owner, clientId, msg, qos, retain, subIds);
+      else if (owner === this.member && broker.sessions.has(clientId)) this.deliverTo(clientId, msg, qos, retain, subIds);
+      else if (owner === this.member && this.waitForClaim(clientId, () => this.deliverTo(clientId, msg, qos, retain, subIds))) return;
+      else broker.stats.internalErrors++;
     });
+  }
+
+  /** Deliveries for a client id this node is claiming (its session not loaded yet) wait for the claim. */
+  private readonly afterClaim = new Map<string, (() => void)[]>();
+
+  private waitForClaim(clientId: string, fn: () => void): boolean {
+    if (!this.claiming.has(clientId)) return false;
+    const list = this.afterClaim.get(clientId);
+    if (list) list.push(fn);
+    else this.afterClaim.set(clientId, [fn]);
+    return true;
   }
 
   forwardTo(member: string, clientId: string, msg: Message, qos: QoS, retain: boolean, subIds: readonly number[] | undefined): void {
@@ -570,6 +585,10 @@ export class Cluster {
       await this.claimNow(clientId, clean);
     } finally {
       this.claiming.delete(clientId);
+      // What reached this node for the session while it was being claimed (a dead node's inbox, forwards).
+      const waiting = this.afterClaim.get(clientId);
+      this.afterClaim.delete(clientId);
+      if (waiting !== undefined) for (const fn of waiting) fn();
     }
   }
 
@@ -578,6 +597,9 @@ export class Cluster {
   private async claimNow(clientId: string, clean: boolean): Promise<void> {
     const broker = this.broker!;
     const [prev, epoch, alive, exists] = await this.cmd.petrelClaim(this.P, this.member, clientId);
+    // A later claim's takeover request can arrive (by pub/sub) before this claim's reply: it has already set a
+    // higher epoch here, and this CONNECT lost.
+    if ((this.epochs.get(clientId) ?? 0) > Number(epoch)) throw new Error('a later CONNECT for this client id took over');
     this.epochs.set(clientId, Number(epoch));
     if (prev !== '' && prev !== this.member) {
       this.stats.takeoversAsked++;
