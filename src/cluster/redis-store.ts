@@ -175,7 +175,7 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
+    this.check();
     await this.commit();
     this.closed = true;
   }
@@ -275,10 +275,7 @@ export class RedisStore implements Store {
   }
 
   async commit(): Promise<void> {
-    if (this.closed) {
-      if (this.ops.length === 0) return;
-      throw new StoreError('PETREL_ERR_STORE_CLOSED', 'the Redis store is closed');
-    }
+    this.check();
     const last = this.sendPending();
     const all = [...this.inflight];
     try {
@@ -303,14 +300,11 @@ export class RedisStore implements Store {
     this.check();
     void this.sendPending().catch(() => {});
     if (limit <= 0) return [];
-    const flat = await this.redis.petrelReadQueueBuffer(this.P, clientId, fromSeq, limit, maxBytes ?? 0);
+    const flat = await this.redis.petrelReadQueueBuffer(this.P, clientId, fromSeq, limit, maxBytes ?? -1);
     const out: QueueEntry[] = [];
     for (let i = 0; i < flat.length; i += 2) {
       const e = decodeEntry(flat[i] as Buffer);
-      if (Number(flat[i + 1]) === 1) {
-        e.state = QueueState.Released;
-        e.message = { ...e.message, payload: Buffer.alloc(0) };
-      }
+      if (Number(flat[i + 1]) === 1) e.state = QueueState.Released;
       out.push(e);
     }
     return out;

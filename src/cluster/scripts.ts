@@ -49,11 +49,13 @@ while i <= n do
   elseif op == 'enq' then
     local c = ARGV[i + 1]
     local seq = ARGV[i + 2]
-    if redis.call('HSET', P .. 'q:' .. c, seq, ARGV[i + 3]) == 1 then
-      redis.call('ZADD', P .. 'qz:' .. c, seq, seq)
-      redis.call('HSET', P .. 'qb:' .. c, seq, ARGV[i + 4])
-      redis.call('HINCRBY', P .. 'st:' .. c, 'bytes', ARGV[i + 4])
-    end
+    -- Enqueued again with the same seq: the entry is replaced (with its byte count and state).
+    local old = tonumber(redis.call('HGET', P .. 'qb:' .. c, seq) or '0')
+    redis.call('HSET', P .. 'q:' .. c, seq, ARGV[i + 3])
+    redis.call('ZADD', P .. 'qz:' .. c, seq, seq)
+    redis.call('SREM', P .. 'qr:' .. c, seq)
+    redis.call('HSET', P .. 'qb:' .. c, seq, ARGV[i + 4])
+    redis.call('HINCRBY', P .. 'st:' .. c, 'bytes', tonumber(ARGV[i + 4]) - old)
     local last = tonumber(redis.call('HGET', P .. 'st:' .. c, 'last') or '0')
     if tonumber(seq) > last then redis.call('HSET', P .. 'st:' .. c, 'last', seq) end
     if ARGV[i + 5] ~= '' then
@@ -70,11 +72,8 @@ while i <= n do
   elseif op == 'rel' then
     local c = ARGV[i + 1]
     local seq = ARGV[i + 2]
-    if redis.call('HEXISTS', P .. 'q:' .. c, seq) == 1 and redis.call('SADD', P .. 'qr:' .. c, seq) == 1 then
-      local b = tonumber(redis.call('HGET', P .. 'qb:' .. c, seq) or '0')
-      redis.call('HSET', P .. 'qb:' .. c, seq, 0)
-      redis.call('HINCRBY', P .. 'st:' .. c, 'bytes', 0 - b)
-    end
+    -- The queue's byte total keeps counting it until it is dequeued; a page read counts it as 0 bytes.
+    if redis.call('HEXISTS', P .. 'q:' .. c, seq) == 1 then redis.call('SADD', P .. 'qr:' .. c, seq) end
     i = i + 3
   elseif op == 'deq' then
     local c = ARGV[i + 1]
@@ -193,7 +192,7 @@ ${NOW}
 return redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', '(' .. now)`;
 
 /**
- * A page of a session's queue: ARGV = prefix, client id, from seq, limit, max bytes (0 = no limit).
+ * A page of a session's queue: ARGV = prefix, client id, from seq, limit, max bytes (-1 = no limit).
  * Returns a flat list: blob, released (1/0), ...
  */
 export const READ_QUEUE = `local P = ARGV[1]
@@ -203,10 +202,12 @@ local maxb = tonumber(ARGV[5])
 local out = {}
 local total = 0
 for _, s in ipairs(seqs) do
-  local b = tonumber(redis.call('HGET', P .. 'qb:' .. c, s) or '0')
-  if maxb > 0 and #out > 0 and total + b > maxb then break end
+  local rel = redis.call('SISMEMBER', P .. 'qr:' .. c, s)
+  local b = 0
+  if rel == 0 then b = tonumber(redis.call('HGET', P .. 'qb:' .. c, s) or '0') end
+  if maxb >= 0 and #out > 0 and total + b > maxb then break end
   total = total + b
   out[#out + 1] = redis.call('HGET', P .. 'q:' .. c, s)
-  out[#out + 1] = redis.call('SISMEMBER', P .. 'qr:' .. c, s)
+  out[#out + 1] = rel
 end
 return out`;
