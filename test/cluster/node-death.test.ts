@@ -1,10 +1,10 @@
 // kill -9 of a cluster node under QoS 1 and QoS 2 load: nothing acknowledged is lost (QoS 1 may come twice,
 // QoS 2 exactly once), and the wills of a killed node's clients are published once, on time. Real processes.
-// (QoS 2 with the subscriber's node killed is not here yet: with MQTT.js reconnecting as a new client object, a
-// message PUBREC'd on the old connection is lost to the application, and with its incoming store kept across
-// the reconnect the resumed session stalled; see the issue 12 notes.)
+// The subscriber keeps its incoming QoS 2 state across its reconnect, as an exactly-once client must: a message
+// PUBREC'd on the old connection is completed by the PUBREL that comes on the new one.
 
 import { describe, it } from 'node:test';
+import { Store } from 'mqtt';
 import assert from 'node:assert/strict';
 import { connectMqtt, endAll, uniqueId, type Connected } from '../helpers/mqttjs.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
@@ -12,6 +12,13 @@ import { startCluster, type TestCluster } from './nodes.js';
 
 const v5 = { protocolVersion: 5 as const };
 const persistent = (clientId: string) => ({ ...v5, clientId, clean: false, properties: { sessionExpiryInterval: 600 } });
+
+/** An incoming store that outlives its MQTT.js client (end() closes the store it was given). */
+class KeptStore extends Store {
+  override close(cb?: () => void): void {
+    cb?.();
+  }
+}
 
 /** Connect, retrying while the cluster adopts a dead node's client ids (bounded). */
 async function connectRetry(url: string, options: object, ms = 20_000): Promise<Connected> {
@@ -40,7 +47,8 @@ interface Outcome {
 async function run(c: TestCluster, qos: 1 | 2, victim: number, subAt: number, pubAt: number, resumeAt: number, N = 400, killAfter = 120): Promise<Outcome> {
   const topic = `load/${qos}/${uniqueId('t')}`;
   const subId = uniqueId('dsub');
-  let sub = await connectMqtt(c.nodes[subAt]!.url, persistent(subId));
+  const subOptions = { ...persistent(subId), incomingStore: new KeptStore() };
+  let sub = await connectMqtt(c.nodes[subAt]!.url, subOptions);
   await sub.client.subscribeAsync(topic, { qos });
   await sleep(300);
   const seen: string[] = [];
@@ -59,7 +67,7 @@ async function run(c: TestCluster, qos: 1 | 2, victim: number, subAt: number, pu
       if (victim === subAt) {
         await endAll(sub.client);
         // Reconnect the subscriber elsewhere at once (its claim waits for the dead node's lease).
-        void connectRetry(c.nodes[resumeAt]!.url, persistent(subId)).then((s) => {
+        void connectRetry(c.nodes[resumeAt]!.url, subOptions).then((s) => {
           sub = s;
           collect(s);
         });
@@ -98,6 +106,18 @@ describe('cluster: kill -9 of a node', { timeout: 240_000 }, () => {
       const r = await run(c, 1, 1, 1, 0, 2);
       console.log(`# kill -9 subscriber's node, QoS 1: acked ${r.acked}, delivered ${r.delivered}, duplicates ${r.duplicates}, lost ${r.lost}`);
       assert.equal(r.lost, 0);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("delivers every acknowledged QoS 2 message exactly once when the subscriber's node dies", async () => {
+    const c = await startCluster(['a', 'b', 'c']);
+    try {
+      const r = await run(c, 2, 1, 1, 0, 2);
+      console.log(`# kill -9 subscriber's node, QoS 2: acked ${r.acked}, delivered ${r.delivered}, duplicates ${r.duplicates}, lost ${r.lost}`);
+      assert.equal(r.lost, 0);
+      assert.equal(r.duplicates, 0);
     } finally {
       await c.stop();
     }
