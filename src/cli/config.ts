@@ -98,7 +98,7 @@ const SETTINGS: Setting[] = [
   s('closeTimeout', '--close-timeout', 'PETREL_CLOSE_TIMEOUT', 'number', 'seconds to wait for connections on shutdown (default 5)'),
   s('httpPort', '--http-port', 'PETREL_HTTP_PORT', 'port', 'open the HTTP listener on this port: /metrics (Prometheus), /livez, /readyz (default: off)'),
   s('httpHost', '--http-host', 'PETREL_HTTP_HOST', 'string', 'address of the HTTP listener (default 127.0.0.1, loopback only)'),
-  s('adminTokenFile', '--admin-token-file', 'PETREL_ADMIN_TOKEN_FILE', 'path', 'turn the admin API (/api/v1) on; its bearer token is the first line of FILE (needs --http-port; env PETREL_ADMIN_TOKEN gives the token itself)'),
+  s('adminTokenFile', '--admin-token-file', 'PETREL_ADMIN_TOKEN_FILE', 'path', 'turn the admin API (/api/v1) on; its token is the first line of FILE (or env PETREL_ADMIN_TOKEN)'),
   { key: 'adminToken', flag: undefined, env: 'PETREL_ADMIN_TOKEN', kind: 'string', describe: '' },
   s('sysInterval', '--sys-interval', 'PETREL_SYS_INTERVAL', 'int', 'seconds between $SYS updates (default 10; 0 turns $SYS off)'),
   s('cluster.redis', '--cluster', 'PETREL_CLUSTER', 'string', 'run as one node of a cluster sharing this Redis (redis://host:port, rediss://..., or a Unix socket path)'),

@@ -610,6 +610,50 @@ describe('admin API on a live broker', () => {
   });
 });
 
+describe('admin API: session discard against a reconnect', () => {
+  it('a CONNECT still authenticating while its session is discarded gets a fresh session (sessionPresent false)', T, async () => {
+    let release: (() => void) | null = null;
+    let waiting = false;
+    const b = await start({
+      hooks: {
+        authenticate: (req) => {
+          if (!req.clientId.startsWith('slow-')) return true;
+          waiting = true;
+          return new Promise<boolean>((resolve) => {
+            release = () => resolve(true);
+          });
+        },
+      },
+    });
+    const opts = { protocolVersion: 5 as const, clientId: 'slow-race', clean: false, properties: { sessionExpiryInterval: 600 } };
+    let c1: MqttClient | undefined;
+    let c2: MqttClient | undefined;
+    try {
+      const first = connectMqtt(b.url, opts);
+      await waitFor(() => waiting, 3000, 'authenticate hook called');
+      release!();
+      c1 = (await first).client;
+      await c1.subscribeAsync('race/x', { qos: 1 });
+      await c1.endAsync();
+      await waitFor(() => b.broker.session('slow-race')?.online === false, 3000, 'offline');
+      waiting = false;
+      // The second CONNECT waits in its authenticate hook while the session is discarded.
+      const second = connectMqtt(b.url, opts);
+      await waitFor(() => waiting, 3000, 'second authenticate');
+      const d = await api(b, 'DELETE', '/api/v1/sessions/slow-race');
+      assert.equal(d.status, 200);
+      release!();
+      const s = await second;
+      c2 = s.client;
+      assert.equal(s.connack.sessionPresent, false);
+      assert.equal(b.broker.session('slow-race')?.subscriptions, 0);
+    } finally {
+      await endAll(c1, c2);
+      await b.broker.close();
+    }
+  });
+});
+
 describe('admin API and ACL files', () => {
   it('403 when the ACL file does not let $admin write the topic', T, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'petrel-admin-'));
