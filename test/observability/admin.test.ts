@@ -599,6 +599,8 @@ describe('admin API on a live broker', () => {
     let ops = 0;
     for (const p of Object.values(doc.paths) as Record<string, unknown>[]) ops += Object.keys(p).length;
     assert.equal(ops, contract.length);
+    const ids = Object.values(doc.paths).flatMap((p) => Object.values(p as Record<string, { operationId: string }>).map((o) => o.operationId));
+    assert.equal(new Set(ids).size, ids.length, 'operationIds are unique');
     // Every $ref resolves.
     const refs = JSON.stringify(doc).match(/"\$ref":"#\/components\/schemas\/[^"]+"/g) ?? [];
     for (const ref of refs) {
@@ -654,7 +656,7 @@ describe('admin API: session discard against a reconnect', () => {
   });
 });
 
-describe('admin API and ACL files', () => {
+describe('admin API: ACL file, memory limit, close', () => {
   it('403 when the ACL file does not let $admin write the topic', T, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'petrel-admin-'));
     const acl = join(dir, 'acl');
@@ -665,6 +667,25 @@ describe('admin API and ACL files', () => {
       const r = await api(b, 'POST', '/api/v1/publish', { topic: 'closed/x', payload: 'no' });
       assert.equal(r.status, 403);
       assert.match(r.body.error.message, /\$admin/);
+    } finally {
+      await b.broker.close();
+    }
+  });
+
+  it('publish answers 503 with Retry-After while memory is above limits.memoryLimit', T, async () => {
+    // Any process's RSS is above 1 MiB: the guard's next sample (250 ms) starts an episode.
+    const b = await start({ limits: { memoryLimit: 1024 * 1024 } });
+    try {
+      let r: Reply | undefined;
+      const deadline = Date.now() + 5000;
+      do {
+        r = await api(b, 'POST', '/api/v1/publish', { topic: 'mem/x', payload: 'x' });
+        if (r.status === 503) break;
+        await sleep(50);
+      } while (Date.now() < deadline);
+      assert.equal(r!.status, 503);
+      assert.equal(r!.body.error.code, 'unavailable');
+      assert.equal(r!.headers.get('retry-after'), '5');
     } finally {
       await b.broker.close();
     }
