@@ -4,6 +4,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -609,6 +610,31 @@ describe('admin API on a live broker', () => {
     }
     assert.equal(doc.paths['/api/v1/publish'].post.requestBody.content['application/json'].schema.$ref, '#/components/schemas/publishBody');
     assert.deepEqual(doc.components.schemas.publishBody.required, ['topic']);
+  });
+});
+
+/** Python's openapi-spec-validator, if this machine has it. */
+function hasSpecValidator(): boolean {
+  try {
+    execFileSync('python3', ['-c', 'import openapi_spec_validator'], { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('admin API: the OpenAPI document', () => {
+  it('passes openapi-spec-validator (OpenAPI 3.1)', { ...T, skip: hasSpecValidator() ? false : 'python3 openapi-spec-validator not installed' }, async () => {
+    const b = await start();
+    try {
+      const r = await api(b, 'GET', '/api/v1/openapi.json', undefined, null);
+      const file = join(mkdtempSync(join(tmpdir(), 'petrel-openapi-')), 'openapi.json');
+      writeFileSync(file, JSON.stringify(r.body));
+      const out = execFileSync('python3', ['-c', 'import json,sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint("valid")', file], { timeout: 15_000 }).toString();
+      assert.equal(out.trim(), 'valid');
+    } finally {
+      await b.broker.close();
+    }
   });
 });
 

@@ -121,7 +121,7 @@ export const publishBody: Schema = obj(
   {
     topic: str('topic name (no wildcards)', 65535, 1),
     payload: str('UTF-8 text payload', 1 << 20),
-    payloadBase64: str('binary payload, base64', (4 << 20) / 3 + 4),
+    payloadBase64: str('binary payload, base64', Math.ceil((1 << 20) / 3) * 4),
     qos,
     retain: { type: 'boolean' },
     properties: messageProperties,
