@@ -35,6 +35,9 @@ export function startObservability(broker: Broker, options: ResolvedOptions): Ob
           // The admin API (/api/v1, admin/): only with its token; without one every /api/v1 path is 404.
           const { startAdmin } = await import('./admin/index.js');
           startAdmin(broker, http, h.adminToken);
+          // The web dashboard (/dashboard/, dashboard/): a page that calls the admin API with the token typed into it.
+          const { mountDashboard } = await import('./dashboard/index.js');
+          mountDashboard(http);
         }
         broker.logger.info('listening', { transport: 'http', host: http.address.host, port: http.address.port, admin: h.adminToken !== undefined });
       })();

@@ -39,10 +39,12 @@ main { padding: 16px 20px 40px; }
 .tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 10px; margin-bottom: 16px; }
 .tile { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; display: flex; flex-direction: column; }
 .tile .label { color: var(--muted); font-size: 12px; }
-.tile .value { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.tile .value { font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .chart { margin: 0 0 16px; background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
 .chart figcaption { color: var(--muted); font-size: 12px; margin-bottom: 4px; }
-.chart canvas { display: block; width: 100%; height: auto; }
+.chart canvas { display: block; width: 100%; }
+#chart-rates { height: 200px; }
+#chart-connections { height: 130px; }
 .key::before { content: ""; display: inline-block; width: 10px; height: 3px; margin: 0 4px 3px 6px; vertical-align: middle; }
 .key.in::before { background: var(--in); }
 .key.out::before { background: var(--out); }
@@ -60,6 +62,7 @@ table.grid { border-collapse: collapse; width: 100%; background: var(--card); bo
 .split { display: grid; grid-template-columns: minmax(260px, 2fr) 3fr; gap: 16px; align-items: start; }
 .split .card { margin-top: 0; }
 .list { max-height: 70vh; }
+#page-ws .scroll { max-height: 60vh; }
 .payload { background: #f3f5f8; border: 1px solid var(--line); border-radius: 4px; padding: 10px; max-height: 50vh; overflow: auto; white-space: pre-wrap; word-break: break-all; margin: 8px 0 0; }
 fieldset { border: 1px solid var(--line); border-radius: 4px; padding: 6px 10px; }
 legend { color: var(--muted); font-size: 12px; }

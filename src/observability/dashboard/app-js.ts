@@ -348,30 +348,44 @@ export const APP_JS = String.raw`'use strict';
   };
 
   // ---------- Topics ----------
+  // The API answers a node with its children to a depth (default 1) and each node's childCount: the first two
+  // levels come at once, deeper ones when their parent is opened.
   pages.topics = {
     enter() { this.load(); },
     async load() {
       const prefix = $('topics-prefix').value.trim();
       try {
-        const root = await api('GET', '/topics' + query({ prefix: prefix }));
+        const root = await api('GET', '/topics' + query({ prefix: prefix, depth: 2 }));
         const tree = $('topics-tree');
-        const kids = root && Array.isArray(root.children) ? root.children : [];
-        const top = prefix && root && root.path ? [root] : kids;
+        const top = prefix ? [root] : (root.children || []);
         tree.replaceChildren(top.length ? el('ul', { role: 'tree', 'aria-label': 'Topic tree' }, top.map((n) => this.node(n, 0))) : el('p', { class: 'muted', text: 'No topics.' }));
         clearError();
       } catch (e) { showError(e); }
     },
     node(n, depth) {
       const label = [
-        el('span', { class: n.name === '' ? 'muted' : 'mono', text: n.name === '' ? '(empty level)' : n.name }),
+        el('span', { class: n.name === '' ? 'muted' : 'mono name', text: n.name === '' ? '(empty level)' : n.name }),
         n.retained ? el('span', { class: 'badge r', title: 'retained message', text: 'R' }) : null,
         n.subscribers ? el('span', { class: 'badge s', title: n.subscribers + ' subscribers', text: String(n.subscribers) }) : null,
         el('span', { class: 'path', text: n.path }),
       ];
       const kids = Array.isArray(n.children) ? n.children : [];
-      if (kids.length === 0) return el('li', { class: 'leaf', role: 'treeitem', dataset: { path: n.path } }, label);
-      const d = el('details', { open: depth === 0 }, [el('summary', null, label), el('ul', { role: 'group' }, kids.map((k) => this.node(k, depth + 1)))]);
-      return el('li', { role: 'treeitem', dataset: { path: n.path } }, [d]);
+      const count = typeof n.childCount === 'number' ? n.childCount : kids.length;
+      if (count === 0) return el('li', { class: 'leaf', role: 'treeitem', dataset: { path: n.path } }, label);
+      const ul = el('ul', { role: 'group' }, kids.map((k) => this.node(k, depth + 1)));
+      const d = el('details', { open: depth === 0 && kids.length > 0 }, [el('summary', null, label), ul]);
+      const li = el('li', { role: 'treeitem', 'aria-expanded': d.open ? 'true' : 'false', dataset: { path: n.path } }, [d]);
+      let loaded = kids.length > 0;
+      d.addEventListener('toggle', async () => {
+        li.setAttribute('aria-expanded', d.open ? 'true' : 'false');
+        if (!d.open || loaded) return;
+        loaded = true;
+        try {
+          const sub = await api('GET', '/topics' + query({ prefix: n.path, depth: 1 }));
+          ul.replaceChildren(...(sub.children || []).map((k) => this.node(k, depth + 1)));
+        } catch (e) { loaded = false; showError(e); }
+      });
+      return li;
     },
     all(open) { for (const d of $('topics-tree').querySelectorAll('details')) d.open = open; },
   };
