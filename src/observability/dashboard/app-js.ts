@@ -177,9 +177,11 @@ export const APP_JS = String.raw`'use strict';
       if (series.every((s) => s.integer) && step < 1) step = 1;
     }
     const ymax = step * 4;
+    // The last 5 minutes, or less when the broker has not been up that long (at least 20 s).
     const now = points.length ? points[points.length - 1].t : Date.now();
-    const t0 = now - 300000;
-    const x = (t) => left + (t - t0) / 300000 * pw;
+    const span = Math.min(300000, Math.max(20000, now - (points.length ? points[0].t : now)));
+    const t0 = now - span;
+    const x = (t) => left + (t - t0) / span * pw;
     const y = (v) => top + ph - v / ymax * ph;
     ctx.font = '11px system-ui, sans-serif';
     ctx.fillStyle = '#5b6475';
@@ -195,7 +197,7 @@ export const APP_JS = String.raw`'use strict';
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
     for (let i = 0; i <= 5; i++) {
-      const t = t0 + i * 60000;
+      const t = t0 + i * span / 5;
       ctx.fillText(clock(t), Math.min(Math.max(x(t), left + 24), left + pw - 24), top + ph + 5);
     }
     if (points.length === 0) {
@@ -591,6 +593,8 @@ export const APP_JS = String.raw`'use strict';
     close() {
       if (this.sock === null) return;
       if (this.connected) this.send(Uint8Array.of(0xe0, 0));
+      this.sock.onclose = null;
+      this.sock.onerror = null;
       this.sock.close(1000);
       this.reset();
       this.status('Disconnected');
@@ -706,6 +710,7 @@ export const APP_JS = String.raw`'use strict';
     clearTimeout(clients.debounce);
     clients.debounce = setTimeout(() => { pages.clients.reset(); pages.clients.load(); }, 250);
   });
+  on('clients-field', 'change', () => { $('clients-q').placeholder = $('clients-field').value === 'username' ? 'exact user name' : 'part of a client id'; });
   for (const id of ['clients-field', 'clients-offline', 'clients-limit']) on(id, 'change', () => { pages.clients.reset(); pages.clients.load(); });
   on('clients-prev', 'click', () => { if (clients.index > 0) { clients.index--; pages.clients.load(); } });
   on('clients-next', 'click', () => { if (clients.index + 1 < clients.cursors.length) { clients.index++; pages.clients.load(); } });

@@ -59,11 +59,11 @@ export const INDEX_HTML = String.raw`<!doctype html>
     <div class="tile"><span class="label">Uptime</span><span class="value" id="stat-uptime">–</span></div>
   </div>
   <figure class="chart">
-    <figcaption>Messages per second, last 5 minutes: <span class="key in">in</span> <span class="key out">out</span></figcaption>
+    <figcaption>Messages per second (up to the last 5 minutes): <span class="key in">in</span> <span class="key out">out</span></figcaption>
     <canvas id="chart-rates" width="900" height="220" role="img" aria-label="Messages per second in and out over the last 5 minutes"></canvas>
   </figure>
   <figure class="chart">
-    <figcaption>Connections, last 5 minutes</figcaption>
+    <figcaption>Connections (up to the last 5 minutes)</figcaption>
     <canvas id="chart-connections" width="900" height="160" role="img" aria-label="Connection count over the last 5 minutes"></canvas>
   </figure>
 </section>
