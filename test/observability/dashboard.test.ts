@@ -111,6 +111,8 @@ describe('web dashboard in chromium', { timeout: 60_000 }, () => {
       clients.set(id, await connectMqtt(url, { clientId: id, username, protocolVersion: 5 }));
     }
     await clients.get('watcher')!.client.subscribeAsync({ 'plant/+/temp': { qos: 1 }, 'alerts/#': { qos: 0 } });
+    // sensor-kitchen hears itself too: messages out are twice messages in, two lines on the rates chart.
+    await clients.get('sensor-kitchen')!.client.subscribeAsync('plant/line1/#', { qos: 0 });
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], timeout: 15_000 });
     cleanups.push(() => browser.close());
     const page = await browser.newPage({ viewport: VIEWPORT });
@@ -193,11 +195,12 @@ describe('web dashboard in chromium', { timeout: 60_000 }, () => {
       await page.locator('#stat-connections', { hasText: String(env.clients.size) }).waitFor();
       assert.equal(await page.textContent('#stat-connections'), String(env.broker.connectedClients));
       // Wait for a refresh (every 2 s) that drew points with messages in them.
-      await page.waitForFunction(() => Number(document.getElementById('chart-rates').dataset.max) > 0 && Number(document.getElementById('chart-rates').dataset.points) >= 3, null, { timeout: 10_000 });
+      await page.waitForFunction(() => Number(document.getElementById('chart-rates').dataset.max) > 0 && Number(document.getElementById('chart-rates').dataset.points) >= 6, null, { timeout: 12_000 });
       const points = Number(await page.getAttribute('#chart-rates', 'data-points'));
-      assert.ok(points >= 3, `the rates chart has ${points} points`);
-      const lines = (await pixelsOf('#chart-rates', [0x1f, 0x5f, 0xbf])) + (await pixelsOf('#chart-rates', [0xd9, 0x73, 0x0d]));
-      assert.ok(lines > 20, `the rates chart has ${lines} pixels of its series colours`);
+      assert.ok(points >= 6, `the rates chart has ${points} points`);
+      const lineIn = await pixelsOf('#chart-rates', [0x1f, 0x5f, 0xbf]);
+      const lineOut = await pixelsOf('#chart-rates', [0xd9, 0x73, 0x0d]);
+      assert.ok(lineIn > 20 && lineOut > 20, `the rates chart has ${lineIn} pixels of the in colour and ${lineOut} of the out colour`);
       const conns = await pixelsOf('#chart-connections', [0x2e, 0x7d, 0x32]);
       assert.ok(conns > 20, `the connections chart has ${conns} pixels of its series colour`);
       await screenshot('dashboard-overview.png', ['#stat-connections', '#chart-rates', '#chart-connections', '#tab-overview']);
@@ -227,6 +230,7 @@ describe('web dashboard in chromium', { timeout: 60_000 }, () => {
     assert.deepEqual(filters.sort(), ['alerts/#', 'plant/+/temp']);
     assert.match((await page.textContent('#client-details-session'))!, /User namebob/);
     assert.match((await page.textContent('#client-details-session'))!, /Queued messages0/);
+    await page.locator('#client-subscriptions').scrollIntoViewIfNeeded();
     await screenshot('dashboard-clients.png', ['#clients-table', '#client-details', '#client-subscriptions']);
   });
 

@@ -36,10 +36,10 @@ textarea { font-family: var(--mono); width: 100%; }
 main { padding: 16px 20px 40px; }
 .row { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; margin: 8px 0; }
 .stack { display: flex; flex-direction: column; gap: 6px; max-width: 760px; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 10px; margin-bottom: 16px; }
+.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 10px; margin-bottom: 16px; }
 .tile { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; display: flex; flex-direction: column; }
 .tile .label { color: var(--muted); font-size: 12px; }
-.tile .value { font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.tile .value { font-size: 17px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .chart { margin: 0 0 16px; background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
 .chart figcaption { color: var(--muted); font-size: 12px; margin-bottom: 4px; }
 .chart canvas { display: block; width: 100%; }
@@ -57,6 +57,7 @@ table.grid { border-collapse: collapse; width: 100%; background: var(--card); bo
 .grid tbody tr.clickable:hover, .grid tbody tr[aria-selected=true] { background: #eaf1fc; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; margin-top: 14px; }
 .facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 10px 0; }
+.facts.wide { grid-template-columns: max-content 1fr max-content 1fr max-content 1fr; }
 .facts dt { color: var(--muted); }
 .facts dd { margin: 0; font-variant-numeric: tabular-nums; word-break: break-all; }
 .split { display: grid; grid-template-columns: minmax(260px, 2fr) 3fr; gap: 16px; align-items: start; }

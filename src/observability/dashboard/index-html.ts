@@ -97,7 +97,7 @@ export const INDEX_HTML = String.raw`<!doctype html>
   </div>
   <section id="client-details" class="card" aria-labelledby="client-details-title" hidden>
     <div class="row"><h2 id="client-details-title">Client</h2><span class="spacer"></span><button type="button" id="client-details-close">Close</button></div>
-    <dl id="client-details-session" class="facts"></dl>
+    <dl id="client-details-session" class="facts wide"></dl>
     <h3>Subscriptions</h3>
     <table class="grid" id="client-subscriptions">
       <thead><tr><th scope="col">Filter</th><th scope="col">QoS</th><th scope="col">No local</th><th scope="col">Retain as published</th><th scope="col">Retain handling</th><th scope="col">Share</th></tr></thead>
