@@ -854,7 +854,10 @@ export class Broker {
     const c = this.liveClient(clientId);
     if (c === undefined) return false;
     this.logger.info('client kicked', { client: clientId, reason, remote: c.conn.remoteAddress });
-    c.disconnect(ReasonCode.AdministrativeAction, reason);
+    // Accepted but its CONNACK still waits for the store: nothing may go out before the CONNACK
+    // [MQTT-3.2.0-1], so the socket is only closed (the queued CONNACK is not sent to a closed client).
+    if (c.connectedAt === 0) c.closeNow(ReasonCode.AdministrativeAction, reason);
+    else c.disconnect(ReasonCode.AdministrativeAction, reason);
     return true;
   }
 
