@@ -248,6 +248,35 @@ describe('web dashboard in chromium', { timeout: 60_000 }, () => {
     assert.deepEqual((await rowIds()).sort(), ['sensor-kitchen', 'watcher']);
   });
 
+  it('Clients: pages of 10 with Next and Previous cover every match once', T, async () => {
+    const { page } = env;
+    const extra = await Promise.all(Array.from({ length: 12 }, (_, i) => connectMqtt(env.url, { clientId: `page-${String(i).padStart(2, '0')}` })));
+    try {
+      await page.selectOption('#clients-limit', '10');
+      await page.fill('#clients-q', 'page-');
+      // The unfiltered list (14 clients) also fills a page of 10: wait for the search's answer.
+      await page.locator('#clients-summary', { hasText: /^12 clients, page 1$/ }).waitFor();
+      const first = await rowIds();
+      assert.equal(first.length, 10);
+      assert.ok(first.every((id) => id.startsWith('page-')), first.join());
+      assert.equal(await page.isDisabled('#clients-prev'), true);
+      await page.click('#clients-next');
+      await page.locator('#clients-summary', { hasText: /^12 clients, page 2$/ }).waitFor();
+      const second = await rowIds();
+      assert.equal(second.length, 2);
+      assert.equal(await page.isDisabled('#clients-next'), true);
+      assert.deepEqual([...first, ...second].sort(), extra.map((c) => c.client.options.clientId).sort());
+      await page.click('#clients-prev');
+      await page.locator('#clients-summary', { hasText: /^12 clients, page 1$/ }).waitFor();
+      assert.deepEqual(await rowIds(), first);
+    } finally {
+      await endAll(...extra.map((c) => c.client));
+      await page.fill('#clients-q', '');
+      await page.selectOption('#clients-limit', '100');
+    }
+    await waitFor(() => env.broker.connectedClients === env.clients.size, 5000, 'the paging clients to be gone');
+  });
+
   it('Topics: the tree holds the published topics, deeper levels loaded when opened', T, async () => {
     const { page } = env;
     const pub = env.clients.get('sensor-kitchen')!.client;

@@ -258,7 +258,7 @@ export const APP_JS = String.raw`'use strict';
   };
 
   // ---------- Clients ----------
-  const clients = { cursors: [null], index: 0, debounce: null, selected: null };
+  const clients = { cursors: [null], index: 0, debounce: null, selected: null, seq: 0 };
   pages.clients = {
     enter() { this.load(); },
     reset() { clients.cursors = [null]; clients.index = 0; },
@@ -267,8 +267,11 @@ export const APP_JS = String.raw`'use strict';
       const params = { limit: $('clients-limit').value, cursor: clients.cursors[clients.index] };
       if (q) params[field] = q;
       if (!$('clients-offline').checked) params.connected = 'true';
+      // Only the answer to the latest request is shown (typing, paging and kicks may overlap).
+      const seq = ++clients.seq;
       try {
         const r = await api('GET', '/clients' + query(params));
+        if (seq !== clients.seq) return;
         this.render(r);
         clearError();
       } catch (e) { showError(e); }

@@ -80,7 +80,7 @@ export const INDEX_HTML = String.raw`<!doctype html>
     <input id="clients-q" type="search" placeholder="part of a client id">
     <label><input id="clients-offline" type="checkbox"> include offline sessions</label>
     <label for="clients-limit">Per page</label>
-    <select id="clients-limit"><option>25</option><option selected>100</option><option>500</option></select>
+    <select id="clients-limit"><option>10</option><option>25</option><option selected>100</option><option>500</option></select>
     <button type="submit">Search</button>
   </form>
   <p id="clients-summary" class="muted" role="status"></p>

@@ -42,7 +42,7 @@ function serve(a: Asset, versioned: boolean): RouteHandler {
     // The HTML is revalidated on every load; a file asked for by its current hash may be kept for good; one
     // asked for by another (or no) hash is served, but not for long (an old page after an upgrade).
     const cache = !versioned ? 'no-cache' : url.searchParams.get('v') === a.hash ? IMMUTABLE : 'public, max-age=60';
-    const headers = { ...SECURITY_HEADERS, 'cache-control': cache, etag: a.etag, vary: 'Accept-Encoding' };
+    const headers = { ...SECURITY_HEADERS, 'cache-control': cache, etag: a.etag };
     const match = req.headers['if-none-match'];
     if (match !== undefined && match.split(',').some((t) => t.trim() === a.etag || t.trim() === `W/${a.etag}`)) {
       res.writeHead(304, headers);
