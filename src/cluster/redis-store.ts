@@ -26,6 +26,7 @@ import {
   type SubscriptionRecord,
 } from '../store/types.js';
 import { decodeEntry, decodeMessage, encodeEntry, encodeMessage, entryBytes } from './codec.js';
+import { crashPointsArmed, crashStep } from './crash-points.js';
 import { COMMIT, READ_QUEUE } from './scripts.js';
 
 /** Message ids: each node incarnation takes a block of 2^36 from a counter in Redis. */
@@ -262,7 +263,10 @@ export class RedisStore implements Store {
     const ops = this.ops;
     this.ops = [];
     const seq = this.options.member === '' ? 0 : ++this.batchSeq;
+    // A batch that carries messages to other nodes' inboxes is the cross-node step of a publish (tests only).
+    const step = crashPointsArmed && ops.includes('fwd') ? crashStep('publish') : null;
     const p = this.redis.petrelCommit(this.P, this.options.member, seq, ...ops);
+    if (step !== null) p.then(() => step.tick(), () => {});
     this.inflight.add(p);
     const done = (): void => {
       this.inflight.delete(p);
