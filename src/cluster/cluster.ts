@@ -189,18 +189,27 @@ export class Cluster {
 
   // ---- lease ----
 
+  private renewing = false;
+
   private async renew(): Promise<void> {
     if (this.stopped) return;
+    // Not renewed in time: another node may adopt this node's sessions any moment now. Checked on this node's
+    // clock at every tick, not after a reply: a Redis that stopped answering (paused, partitioned) gives none.
+    if (Date.now() - this.lastRenewOk > this.options.leaseMs - Math.min(1000, this.options.leaseMs / 4)) {
+      return this.fence('could not renew the lease with Redis in time');
+    }
+    if (this.renewing) return;
+    this.renewing = true;
     try {
+      const sent = Date.now();
       await this.cmd.petrelRenew(this.P, this.member, this.options.leaseMs, this.gen, '0');
-      this.lastRenewOk = Date.now();
+      // The lease runs from when Redis set it, which is no earlier than when the renewal was sent.
+      this.lastRenewOk = Math.max(this.lastRenewOk, sent);
     } catch (err) {
       const msg = (err as Error).message ?? '';
       if (msg.startsWith('FENCED')) return this.fence(msg);
-    }
-    // Not renewed in time: another node may adopt this node's sessions any moment now.
-    if (Date.now() - this.lastRenewOk > this.options.leaseMs - Math.min(1000, this.options.leaseMs / 4)) {
-      this.fence('could not renew the lease with Redis in time');
+    } finally {
+      this.renewing = false;
     }
   }
 
@@ -209,10 +218,11 @@ export class Cluster {
     if (this.fenced || this.stopped) return;
     this.fenced = true;
     this.logger?.error('cluster node fenced: closing its clients', { event: 'cluster.fenced', node: this.member, reason: why });
-    this.broker?.fatal(new Error(`cluster: fenced (${why})`));
-    // Nothing waits on Redis any more: commits in flight fail (nothing of them is acknowledged).
+    // Nothing waits on Redis any more: commits in flight fail (nothing of them is acknowledged), so the clients'
+    // connections close at once rather than after the close timeout.
     this.stopped = true;
     void this.disconnect();
+    this.broker?.fatal(new Error(`cluster: fenced (${why})`));
   }
 
   // ---- routes ----
