@@ -51,6 +51,7 @@ interface Workers {
   proc: LineProcess;
   port: number;
   url: string;
+  wsUrl: string;
   socket: string;
   redisPid: number;
   redis: Redis;
@@ -63,13 +64,17 @@ interface Workers {
 const field = (line: string, k: string): string => new RegExp(`\\b${k}=(\\S+)`).exec(line)?.[1] ?? '';
 
 async function startWorkers(dataDir: string): Promise<Workers> {
-  const proc = new LineProcess(process.execPath, [CLI, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir], {
+  const proc = new LineProcess(process.execPath, [CLI, '--workers', '2', '--port', '0', '--ws-port', '0', '--host', '127.0.0.1', '--data-dir', dataDir], {
     env: { PATH: process.env.PATH },
   });
   await proc.waitForLine((l) => /workers started workers=2 redis=/.test(l), 20_000, 'workers started', true);
   const listening = proc.errLines.filter((l) => /listening .*transport=tcp/.test(l)).map((l) => Number(field(l, 'port')));
   assert.equal(listening.length, 2, 'each worker logs its listener');
   assert.equal(listening[0], listening[1], 'port 0: both workers share the one port the primary bound');
+  const ws = proc.errLines.filter((l) => /listening .*transport=ws/.test(l)).map((l) => Number(field(l, 'port')));
+  assert.equal(ws.length, 2, 'each worker logs its WebSocket listener');
+  assert.equal(ws[0], ws[1], 'the WebSocket port is shared too');
+  assert.notEqual(ws[0], listening[0]);
   const redisLine = proc.errLines.find((l) => /redis-server started/.test(l))!;
   const socket = field(redisLine, 'socket');
   assert.equal(socket, join(dataDir, 'redis', 'redis.sock'));
@@ -81,6 +86,7 @@ async function startWorkers(dataDir: string): Promise<Workers> {
     proc,
     port,
     url: `mqtt://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${ws[0]!}/mqtt`,
     socket,
     redisPid: Number(field(redisLine, 'pid')),
     redis,
@@ -98,10 +104,10 @@ async function startWorkers(dataDir: string): Promise<Workers> {
 }
 
 /** Connect fresh clients until one lands on a worker that `want` accepts (bounded); the others are closed. */
-async function landOn(w: Workers, want: (node: string) => boolean, options: object = v5): Promise<Connected & { node: string; clientId: string }> {
+async function landOn(w: Workers, want: (node: string) => boolean, options: object = v5, url = w.url): Promise<Connected & { node: string; clientId: string }> {
   for (let i = 0; i < 8; i++) {
     const clientId = uniqueId('land');
-    const c = await connectMqtt(w.url, { ...options, clientId });
+    const c = await connectMqtt(url, { ...options, clientId });
     const node = await w.owner(clientId);
     if (want(node)) return { ...c, node, clientId };
     await endAll(c.client);
@@ -169,6 +175,16 @@ describe('petrel --workers 2', { timeout: 90_000 }, () => {
       assert.deepEqual(got, ['q0:m0:0', 'q1:m1:1', 'q2:m2:2'], `${nodes[from]} → ${nodes[to]}`);
       await endAll(sub.client, pub.client);
     }
+
+    // The WebSocket listener is shared the same way: a WebSocket subscriber on one worker, a TCP publisher on the other.
+    const wsSub = await landOn(w, () => true, v5, w.wsUrl);
+    const tcpPub = await landOn(w, (n) => n !== wsSub.node);
+    const wt = `ws/${uniqueId('t')}`;
+    await wsSub.client.subscribeAsync(wt, { qos: 1 });
+    await sleep(300);
+    await tcpPub.client.publishAsync(wt, 'over ws', { qos: 1 });
+    assert.deepEqual((await wsSub.messages.count(wt, 1, 5000)).map((m) => m.payload.toString()), ['over ws']);
+    await endAll(wsSub.client, tcpPub.client);
   });
 
   it('resumes a persistent session on the other worker with its queued QoS 1 message', async () => {
@@ -262,6 +278,31 @@ describe('petrel --workers 2', { timeout: 90_000 }, () => {
     await other.client.publishAsync(t2, 'after', { qos: 1 });
     await onNew.messages.count(t2, 1, 5000);
     await endAll(onNew.client, other.client);
+  });
+
+  it('a second petrel --workers on the same --data-dir is refused and leaves the running Redis alone', async () => {
+    const r = spawnSync(process.execPath, [CLI, '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir], {
+      env: { PATH: process.env.PATH },
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr, `petrel: a Redis already answers on ${w.socket}: is another petrel --workers running on this --data-dir?\n`);
+    assert.ok(existsSync(w.socket));
+    assert.equal(await w.redis.ping(), 'PONG');
+  });
+
+  it('SIGHUP is forwarded to every worker (each reloads)', async () => {
+    const reloaded = () => w.proc.errLines.filter((l) => l === 'petrel: SIGHUP, reloaded').length;
+    const before = reloaded();
+    w.proc.child.kill('SIGHUP');
+    await w.proc.waitForLine((l) => /SIGHUP forwarded to the workers workers=2/.test(l), 5000, 'the forwarding', true);
+    const deadline = Date.now() + 5000;
+    while (reloaded() < before + 2 && Date.now() < deadline) await sleep(20);
+    assert.equal(reloaded(), before + 2, 'two workers reloaded');
+    // Still serving.
+    const c = await connectMqtt(w.url, v5);
+    await endAll(c.client);
   });
 
   it('SIGTERM: the primary stops the workers and redis-server and exits 0; a restart on the same --data-dir keeps the sessions', async () => {
