@@ -107,9 +107,10 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGHUP', () => {
     if (stopping) return;
+    // Only to workers that listen: one still starting reads its files anyway, and has no SIGHUP handler yet.
     let k = 0;
     for (const s of slots) {
-      if (s.worker !== undefined) {
+      if (s.worker !== undefined && s.ready) {
         s.worker.process.kill('SIGHUP');
         k++;
       }
@@ -182,6 +183,7 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
     w.on('message', (m: unknown) => {
       if ((m as { petrel?: string } | null)?.petrel !== 'ready' || s.worker !== w) return;
       s.ready = true;
+      log.info('worker listening', { worker: s.index, pid: w.process.pid });
       if (!started && slots.every((x) => x.ready)) {
         started = true;
         log.info('workers started', { workers: n, redis: shownUrl });

@@ -278,6 +278,19 @@ describe('petrel --workers 2', { timeout: 90_000 }, () => {
     await other.client.publishAsync(t2, 'after', { qos: 1 });
     await onNew.messages.count(t2, 1, 5000);
     await endAll(onNew.client, other.client);
+
+    // Killed again within 60 s of its start: the back-off doubles.
+    const listeningLines = () => w.proc.errLines.filter((l) => /worker listening/.test(l) && Number(field(l, 'pid')) === newPid).length;
+    await withTimeout((async () => { while (listeningLines() === 0) await sleep(20); })(), 5000, 'the restarted worker listening');
+    process.kill(newPid, 'SIGKILL');
+    const second = await w.proc.waitForLine((l) => /worker exited, restarting it/.test(l) && Number(field(l, 'pid')) === newPid, 5000, 'the second restart', true);
+    assert.equal(field(second, 'restart_in_ms'), '2000');
+    await w.proc.waitForLine(
+      (l) => /worker listening/.test(l) && ![before.get(victim), newPid].includes(Number(field(l, 'pid'))) && field(l, 'worker') === victim.replace(/^.*-w/, ''),
+      10_000,
+      'the third process of the worker listening',
+      true,
+    );
   });
 
   it('a second petrel --workers on the same --data-dir is refused and leaves the running Redis alone', async () => {
