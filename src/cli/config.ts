@@ -45,6 +45,8 @@ export interface CliConfig {
   sysInterval: number | undefined;
   /** Cluster mode: the Redis URL or socket, the node's name. */
   cluster: { redis: string; nodeId?: string; leaseMs?: number } | undefined;
+  /** --workers: broker processes behind the same ports (src/cli/workers.ts); 1 is a single process. */
+  workers: number;
   configFile: string | undefined;
   mosquittoConfig: string | undefined;
   lenient: boolean;
@@ -99,6 +101,7 @@ const SETTINGS: Setting[] = [
   s('sysInterval', '--sys-interval', 'PETREL_SYS_INTERVAL', 'int', 'seconds between $SYS updates (default 10; 0 turns $SYS off)'),
   s('cluster.redis', '--cluster', 'PETREL_CLUSTER', 'string', 'run as one node of a cluster sharing this Redis (redis://host:port, rediss://..., or a Unix socket path)'),
   s('cluster.nodeId', '--node-id', 'PETREL_NODE_ID', 'string', 'name of this cluster node (default: host name and process id)'),
+  s('workers', '--workers', 'PETREL_WORKERS', 'int', 'run N broker processes behind the same ports (cluster mode on a Redis; default 1)'),
   { key: 'cluster.leaseMs', flag: undefined, env: undefined, kind: 'int', describe: '' },
   { key: 'auth.maxConcurrentHashes', flag: undefined, env: undefined, kind: 'int', describe: '' },
   { key: 'auth.maxPendingHashes', flag: undefined, env: undefined, kind: 'int', describe: '' },
@@ -595,6 +598,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     httpHost: get<string | undefined>('httpHost', undefined),
     sysInterval: get<number | undefined>('sysInterval', undefined),
     cluster: clusterOf(get<string | undefined>('cluster.redis', undefined), get<string | undefined>('cluster.nodeId', undefined), get<number | undefined>('cluster.leaseMs', undefined)),
+    workers: get('workers', 1),
     configFile,
     mosquittoConfig,
     lenient,
