@@ -206,6 +206,7 @@ static struct {
   int sub_port;        /* subscribers connect here (0: --port); a cluster's other node */
   int cpu_pids[8];     /* more processes whose CPU time is measured over the window (--cpu-pids a,b) */
   int n_cpu_pids;
+  int sub_alt;         /* 1: every other subscriber on --sub-port, the rest on --port */
   int verbose;
   uint32_t run_id;
   uint64_t max_msgs; /* per publisher cap (0 = none) */
@@ -219,7 +220,7 @@ static void usage(void) {
           "              [--refill WINDOW/4] [--qos0-window auto] [--warmup 1] [--duration 5] [--drain 5] [--clean-sub 1] [--max-msgs N]\n"
           "  idle:       --conns N [--concurrency 100] [--settle 2] [--idle-wait 0]\n"
           "  common:     [--broker-pid PID] [--prefix lg] [--keepalive 60] [--sndbuf BYTES]\n"
-          "              [--sub-port P] [--cpu-pids PID,PID...]\n"
+          "              [--sub-port P [--sub-alt 1]] [--cpu-pids PID,PID...]\n"
           "              [--setup-timeout 60] [--verbose]\n");
   exit(2);
 }
@@ -255,6 +256,7 @@ static void parse_args(int argc, char **argv) {
   cfg.sndbuf = 0;
   cfg.sub_port = 0;
   cfg.n_cpu_pids = 0;
+  cfg.sub_alt = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -292,6 +294,7 @@ static void parse_args(int argc, char **argv) {
     else if (OPT("--keepalive")) cfg.keepalive = atoi(v);
     else if (OPT("--sndbuf")) cfg.sndbuf = atoi(v);
     else if (OPT("--sub-port")) cfg.sub_port = atoi(v);
+    else if (OPT("--sub-alt")) cfg.sub_alt = atoi(v);
     else if (OPT("--cpu-pids")) {
       const char *q = v;
       while (q && *q && cfg.n_cpu_pids < 8) {
@@ -992,7 +995,7 @@ static void start_connect(conn_t *c) {
   struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
   c->ev = e.events;
   if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0) die("epoll_ctl add: %s", strerror(errno));
-  struct sockaddr_in *to = c->role == ROLE_SUB ? &sub_addr : &broker_addr;
+  struct sockaddr_in *to = c->role == ROLE_SUB && (!cfg.sub_alt || c->idx % 2 == 1) ? &sub_addr : &broker_addr;
   int rc = connect(fd, (struct sockaddr *)to, sizeof *to);
   if (rc < 0 && errno != EINPROGRESS) conn_fail(c, strerror(errno));
 }

@@ -26,7 +26,7 @@ import type { Logger } from '../broker/logger.js';
 import { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
 import { crashStep, type CrashStep } from './crash-points.js';
-import { decodeEnvelope, decodeMessage, encodeEnvelope, type Envelope } from './codec.js';
+import { decodeEnvelope, decodeMessage, encodeEnvelope, packFrames, unpackFrames, type Envelope } from './codec.js';
 import { FilterTrie } from './filter-trie.js';
 import { RedisStore } from './redis-store.js';
 import { ADOPT, CLAIM, DEAD, RENEW } from './scripts.js';
@@ -147,6 +147,7 @@ export class Cluster {
     this.sub = redisConnection(this.options.redis, { connectionName: `petrel-sub-${this.options.nodeId}` });
     for (const r of [this.cmd, this.blk, this.logc, this.sub]) r.on('error', (err: Error) => this.logger?.debug('redis connection error', { event: 'cluster.redis_error', err: err.message }));
     this.store = new RedisStore({ redis: this.cmd, prefix: this.P, member: this.member, load: 'none' });
+    this.store.beforeSend = () => this.flushInbox();
     this.inbox = this.inboxOf(this.member);
     this.q0 = `${this.P}n:${this.member}:q0`;
     this.ctl = `${this.P}n:${this.member}:ctl`;
@@ -375,14 +376,41 @@ export class Cluster {
     this.send(member, msg.qos, encodeEnvelope(env));
   }
 
+  /**
+   * Messages for other nodes wait here for the end of the turn: QoS 0 goes as one pub/sub message per node and
+   * turn, QoS 1/2 as one inbox entry per node in the store batch the acknowledgements wait for.
+   */
+  private readonly outQ0 = new Map<string, Buffer[]>();
+  private readonly outInbox = new Map<string, Buffer[]>();
+  private q0Scheduled = false;
+
   private send(member: string, qos: QoS, data: Buffer): void {
     this.stats.forwardedOut++;
+    const out = qos === 0 ? this.outQ0 : this.outInbox;
+    const list = out.get(member);
+    if (list !== undefined) list.push(data);
+    else out.set(member, [data]);
     if (qos === 0) {
-      void this.cmd.publish(`${this.P}n:${member}:q0`, data).catch(() => {});
+      if (!this.q0Scheduled) {
+        this.q0Scheduled = true;
+        setImmediate(() => this.flushQ0());
+      }
       return;
     }
-    this.store.op('fwd', this.inboxOf(member), data);
     this.broker!.committer.touch();
+  }
+
+  private flushQ0(): void {
+    this.q0Scheduled = false;
+    for (const [member, frames] of this.outQ0) void this.cmd.publish(`${this.P}n:${member}:q0`, packFrames(frames)).catch(() => {});
+    this.outQ0.clear();
+  }
+
+  /** The store is sending a batch: this turn's inbox writes join it, one entry per target node. */
+  private flushInbox(): void {
+    if (this.outInbox.size === 0) return;
+    for (const [member, frames] of this.outInbox) this.store.op('fwd', this.inboxOf(member), packFrames(frames));
+    this.outInbox.clear();
   }
 
   // ---- messages in ----
@@ -449,12 +477,7 @@ export class Cluster {
       this.lookups = [];
       if (fields !== null && fields.length >= 2) {
         this.stats.inboxEntries++;
-        try {
-          this.deliverEnvelope(decodeEnvelope(fields[1] as Buffer), only);
-        } catch (err) {
-          broker.stats.internalErrors++;
-          this.logger?.error('inbox entry could not be delivered', { event: 'cluster.inbox_error', err });
-        }
+        this.deliverFrames(fields[1] as Buffer, only);
       }
       const lookups = this.lookups;
       this.lookups = null;
@@ -478,7 +501,7 @@ export class Cluster {
     try {
       if (channel === this.q0) {
         this.stats.qos0In++;
-        this.deliverEnvelope(decodeEnvelope(data), null);
+        this.deliverFrames(data, null);
       } else if (channel === this.ctl) {
         const m = JSON.parse(data.toString()) as { t: string } & Takeover;
         if (m.t === 'takeover') this.onTakeover(m);
@@ -490,9 +513,30 @@ export class Cluster {
     }
   }
 
+  /** Deliver each message of an inbox entry or pub/sub message; one that cannot be decoded does not stop the rest. */
+  private deliverFrames(data: Buffer, only: Map<string, SubscriptionRecord[]> | null): void {
+    let frames: Buffer[];
+    try {
+      frames = unpackFrames(data);
+    } catch (err) {
+      this.broker!.stats.internalErrors++;
+      this.logger?.error('cluster entry could not be decoded', { event: 'cluster.inbox_error', err });
+      return;
+    }
+    for (const f of frames) {
+      try {
+        this.deliverEnvelope(decodeEnvelope(f), only);
+      } catch (err) {
+        this.broker!.stats.internalErrors++;
+        this.logger?.error('cluster message could not be delivered', { event: 'cluster.inbox_error', err });
+      }
+    }
+  }
+
   private deliverEnvelope(env: Envelope, only: Map<string, SubscriptionRecord[]> | null): void {
     const broker = this.broker!;
-    const msg = broker.sharedMessage(env.message);
+    // A message comes once per envelope (one per node): no sharing by id needed (nor its weak-ref cost).
+    const msg = Message.fromStored(env.message);
     if (env.origin !== undefined && msg.origin === undefined) msg.origin = env.origin;
     if (msg.isExpired(Date.now())) {
       broker.stats.expired++;

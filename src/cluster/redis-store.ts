@@ -99,6 +99,9 @@ export class RedisStore implements Store {
   private opened = false;
   /** Sessions with a record (written here or loaded): writes that add to a session need one. */
   private readonly known = new Set<string>();
+  /** Called before a batch is sent: the cluster adds its merged inbox writes (one per target node) then. */
+  beforeSend: (() => void) | null = null;
+
   /** A batch sent early (by a read) failed: the next commit() fails with it (nothing after it is acknowledged). */
   private failure: unknown = null;
 
@@ -259,6 +262,7 @@ export class RedisStore implements Store {
 
   /** Send what is pending as one batch (not awaited); resolves with the script's reply. */
   private sendPending(): Promise<unknown> {
+    this.beforeSend?.();
     if (this.ops.length === 0) return Promise.resolve();
     const ops = this.ops;
     this.ops = [];
