@@ -593,6 +593,12 @@ export class Broker {
   /** CONNACK is out and the session attached. */
   clientConnected(client: Client, cleanStart: boolean, sessionPresent: boolean): void {
     this.obs.connected(client, this.stats.connects - this.obs.connectedGone);
+    if (this.logger.infoEnabled !== false) this.logConnected(client, cleanStart, sessionPresent);
+    const hook = this.hooks.onConnect;
+    if (hook) safeCall(this.logger, 'onConnect', () => hook(client.info));
+  }
+
+  private logConnected(client: Client, cleanStart: boolean, sessionPresent: boolean): void {
     const meta = client.conn.meta;
     this.logger.info('client connected', {
       event: 'client.connected',
@@ -607,8 +613,6 @@ export class Broker {
       sessionPresent,
       sessionExpiry: client.session?.expiryInterval,
     });
-    const hook = this.hooks.onConnect;
-    if (hook) safeCall(this.logger, 'onConnect', () => hook(client.info));
   }
 
   /** A connection that never completed CONNECT went away. */
@@ -623,7 +627,7 @@ export class Broker {
     if (this.clients.delete(client)) {
       this.obs.socketClosed(client, true);
       // The reason is the bounded label of petrel_disconnects_total{reason} (observability/counters.ts).
-      this.logger.info('client disconnected', {
+      if (this.logger.infoEnabled !== false) this.logger.info('client disconnected', {
         event: 'client.disconnected',
         clientId: client.clientId,
         username: client.username,
@@ -748,7 +752,7 @@ export class Broker {
       );
       msg.own();
       this.stats.willsPublished++;
-      this.logger.info('will published', { event: 'will.published', clientId, topic: will.topic, qos: will.qos, retain: will.retain });
+      if (this.logger.infoEnabled !== false) this.logger.info('will published', { event: 'will.published', clientId, topic: will.topic, qos: will.qos, retain: will.retain });
       this.publishMessage(msg);
       this.notifyPublish(null, msg);
     } catch (err) {

@@ -624,7 +624,7 @@ export class Client implements ConnectionHandler, AckSink {
     if (this.state === ClientState.Closed) return;
     this.broker.stats.connectsRefused++;
     this.broker.obs.connectDecided(this, reasonCode);
-    this.broker.logger.info('connection refused', {
+    if (this.broker.logger.infoEnabled !== false) this.broker.logger.info('connection refused', {
       event: 'client.connect_refused',
       clientId: this.clientId || undefined,
       username: this.username,

@@ -77,7 +77,7 @@ function applyStep(client: Client, r: AuthStepResult): void {
 function stepFailed(client: Client, reasonCode: number, reason: string): void {
   pendingConnects.delete(client);
   // The method and the outcome, never the authentication data.
-  client.broker.logger.info('authentication failed', {
+  if (client.broker.logger.infoEnabled !== false) client.broker.logger.info('authentication failed', {
     event: 'auth.failed',
     clientId: client.clientId,
     username: client.username,

@@ -224,7 +224,7 @@ function loginFailed(client: Client, code: number, reason: string): void {
   const broker = client.broker;
   broker.stats.authFailures++;
   // The user name and the address, never the password.
-  broker.logger.info('login failed', {
+  if (broker.logger.infoEnabled !== false) broker.logger.info('login failed', {
     event: 'auth.failed',
     clientId: client.clientId,
     username: client.username,

@@ -16,6 +16,8 @@ export const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
 export interface Logger {
   /** Whether debug lines are written (callers skip building their fields otherwise). Absent means yes. */
   readonly debugEnabled?: boolean;
+  /** Whether info lines are written (per-connection events are skipped otherwise). Absent means yes. */
+  readonly infoEnabled?: boolean;
   error(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -58,6 +60,9 @@ export function adaptLogger(l: Logger | PinoLike): Logger {
     get debugEnabled() {
       return p.isLevelEnabled('debug');
     },
+    get infoEnabled() {
+      return p.isLevelEnabled('info');
+    },
     error: at('error'),
     warn: at('warn'),
     info: at('info'),
@@ -73,8 +78,8 @@ export function defaultLogFormat(): LogFormat {
 const noop = (): void => {};
 
 /**
- * A logger at `level`. A level that is off costs a call to a no-op, and `debugEnabled` lets hot paths skip
- * building the fields of debug lines.
+ * A logger at `level`. A level that is off costs a call to a no-op, and `debugEnabled` / `infoEnabled` let hot
+ * paths (debug lines, per-connection events) skip building their fields.
  */
 export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logger {
   const rank = RANK[level];
@@ -89,7 +94,10 @@ export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logg
     write = (lv, msg, fields) => void dest.write(prettyLine(lv, msg, fields, color));
   }
   const at = (lv: Level) => (rank >= RANK[lv] ? (msg: string, fields?: Record<string, unknown>) => write(lv, msg, fields) : noop);
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), debugEnabled: rank >= RANK.debug };
+  return {
+    error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'),
+    debugEnabled: rank >= RANK.debug, infoEnabled: rank >= RANK.info,
+  };
 }
 
 const COLOURS: Record<Level, string> = { error: '\x1b[31m', warn: '\x1b[33m', info: '\x1b[32m', debug: '\x1b[90m' };

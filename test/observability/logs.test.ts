@@ -292,6 +292,8 @@ describe('loggers in the API', () => {
     const dest = { write: (s: string) => lines.push(s) };
     const info = createLogger('info', { format: 'json', destination: dest });
     assert.equal(info.debugEnabled, false);
+    assert.equal(info.infoEnabled, true);
+    assert.equal(createLogger('warn', { format: 'json', destination: dest }).infoEnabled, false);
     info.debug('not written', { event: 'x.y' });
     info.info('written', { event: 'x.y', n: 1 });
     assert.equal(lines.length, 1);
