@@ -77,6 +77,12 @@ export function defaultLogFormat(): LogFormat {
 
 const noop = (): void => {};
 
+let stderr: pino.DestinationStream | null = null;
+/** One synchronous writer to fd 2 for every logger of the process (a crash loses no line already logged). */
+function stderrDestination(): pino.DestinationStream {
+  return (stderr ??= pino.destination({ fd: 2, sync: true }));
+}
+
 /**
  * A logger at `level`. A level that is off costs a call to a no-op, and `debugEnabled` / `infoEnabled` let hot
  * paths (debug lines, per-connection events) skip building their fields.
@@ -85,8 +91,10 @@ export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logg
   const rank = RANK[level];
   const format = options.format ?? defaultLogFormat();
   let write: (lv: Level, msg: string, fields?: Record<string, unknown>) => void;
-  if (format === 'json') {
-    const p = pino({ level: level === 'silent' ? 'silent' : level }, (options.destination ?? pino.destination({ fd: 2, sync: true })) as pino.DestinationStream);
+  if (rank === 0) {
+    write = noop;
+  } else if (format === 'json') {
+    const p = pino({ level }, (options.destination ?? stderrDestination()) as pino.DestinationStream);
     write = (lv, msg, fields) => (fields === undefined ? p[lv](msg) : p[lv](fields, msg));
   } else {
     const dest = options.destination ?? process.stderr;
