@@ -210,7 +210,7 @@ describe('--log-format and --log-level of the petrel command', () => {
         }
       }
       await c.client.endAsync();
-      // A refused CONNECT (a warn-level broker still logs nothing for it: it is info).
+      // Give the disconnect time to be logged, were it logged.
       await new Promise((r) => setTimeout(r, 200));
       p.child.kill('SIGTERM');
       await p.exit(10_000);
