@@ -107,7 +107,7 @@ export function handlePublish(client: Client, p: PublishPacket): void {
     try {
       result = hook(client.info, msg.toBrokerMessage(now));
     } catch (err) {
-      broker.logger.error('authorizePublish hook threw', { err });
+      broker.logger.error('authorizePublish hook threw', { event: 'hook.failed', hook: 'authorizePublish', err });
       result = ReasonCode.UnspecifiedError;
     }
     if (result instanceof Promise) {
@@ -118,7 +118,7 @@ export function handlePublish(client: Client, p: PublishPacket): void {
           if (client.state !== ClientState.Closed) decide(client, p, msg, r);
         },
         (err: unknown) => {
-          broker.logger.error('authorizePublish hook rejected', { err });
+          broker.logger.error('authorizePublish hook rejected', { event: 'hook.failed', hook: 'authorizePublish', err });
           if (client.state !== ClientState.Closed) decide(client, p, msg, ReasonCode.UnspecifiedError);
         },
       );

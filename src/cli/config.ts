@@ -15,7 +15,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { DEFAULT_LIMITS, type AuthOptions, type BrokerOptions, type Limits, type ListenerOptions } from '../broker/options.js';
-import { LOG_LEVELS, type LogLevel } from '../broker/logger.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../broker/logger.js';
 import { ConfigError } from './config-error.js';
 import { readMosquittoConfig } from './mosquitto-config.js';
 
@@ -32,6 +32,8 @@ export interface CliConfig {
   dataDir: string;
   durability: 'process' | 'power';
   logLevel: LogLevel;
+  /** undefined: pretty on a terminal, else JSON. */
+  logFormat: LogFormat | undefined;
   limits: Partial<Limits>;
   /** Password and ACL files, anonymous access, login guard; undefined when nothing was set. */
   auth: AuthOptions | undefined;
@@ -61,7 +63,7 @@ const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];
 const kebab = (k: string): string => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const envName = (k: string): string => 'PETREL_' + kebab(k).replace(/-/g, '_').toUpperCase();
 
-type Kind = 'int' | 'port' | 'bool' | 'string' | 'path' | 'wspath' | 'level' | 'durability' | 'number';
+type Kind = 'int' | 'port' | 'bool' | 'string' | 'path' | 'wspath' | 'level' | 'logformat' | 'durability' | 'number';
 
 interface Setting {
   key: string; // name in the config file (camelCase; auth.* inside "auth")
@@ -94,6 +96,7 @@ const SETTINGS: Setting[] = [
   s('memory', '--memory', 'PETREL_MEMORY', 'bool', 'keep everything in memory (nothing survives a restart)'),
   s('durability', '--durability', 'PETREL_DURABILITY', 'durability', "'process' (survive a crash, default) or 'power' (fsync every commit)"),
   s('logLevel', '--log-level', 'PETREL_LOG_LEVEL', 'level', `one of ${LOG_LEVELS.join(', ')} (default info)`),
+  s('logFormat', '--log-format', 'PETREL_LOG_FORMAT', 'logformat', 'json (one JSON object a line) or pretty (for people); default pretty on a terminal, else json'),
   s('responseInformation', '--response-information', 'PETREL_RESPONSE_INFORMATION', 'string', 'Response Information for v5 clients that request it'),
   s('closeTimeout', '--close-timeout', 'PETREL_CLOSE_TIMEOUT', 'number', 'seconds to wait for connections on shutdown (default 5)'),
   s('httpPort', '--http-port', 'PETREL_HTTP_PORT', 'port', 'open the HTTP listener on this port: /metrics (Prometheus), /livez, /readyz (default: off)'),
@@ -163,6 +166,9 @@ function parseValue(st: Setting, raw: unknown, where: string, base?: string): un
       return raw;
     case 'level':
       if (typeof raw !== 'string' || !(LOG_LEVELS as readonly string[]).includes(raw)) fail(`must be one of ${LOG_LEVELS.join(', ')}`);
+      return raw;
+    case 'logformat':
+      if (typeof raw !== 'string' || !(LOG_FORMATS as readonly string[]).includes(raw)) fail(`must be one of ${LOG_FORMATS.join(', ')}`);
       return raw;
     case 'durability':
       if (raw !== 'process' && raw !== 'power') fail("must be 'process' or 'power'");
@@ -589,6 +595,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     dataDir: get('dataDir', './data'),
     durability: get<'process' | 'power'>('durability', 'process'),
     logLevel: get<LogLevel>('logLevel', 'info'),
+    logFormat: get<LogFormat | undefined>('logFormat', undefined),
     limits,
     auth,
     authSources,
@@ -652,6 +659,7 @@ export function toBrokerOptions(c: CliConfig): BrokerOptions {
     logLevel: c.logLevel,
     closeTimeout: c.closeTimeout,
   };
+  if (c.logFormat !== undefined) opts.logFormat = c.logFormat;
   if (c.auth !== undefined) opts.auth = c.auth;
   if (c.responseInformation !== undefined) opts.responseInformation = c.responseInformation;
   if (c.httpPort !== undefined) opts.http = c.httpHost === undefined ? { port: c.httpPort } : { port: c.httpPort, host: c.httpHost };
@@ -662,7 +670,7 @@ export function toBrokerOptions(c: CliConfig): BrokerOptions {
 
 export function helpText(): string {
   const arg = (kind: Kind): string =>
-    kind === 'string' ? 'VALUE' : kind === 'path' ? 'FILE' : kind === 'wspath' ? 'PATH' : kind === 'level' ? 'LEVEL' : kind === 'durability' ? 'MODE' : 'N';
+    kind === 'string' ? 'VALUE' : kind === 'path' ? 'FILE' : kind === 'wspath' ? 'PATH' : kind === 'level' ? 'LEVEL' : kind === 'logformat' ? 'FORMAT' : kind === 'durability' ? 'MODE' : 'N';
   const rows = SETTINGS.filter((x) => x.flag !== undefined).map((x) => {
     const flag = x.kind === 'bool' ? x.flag! : `${x.flag!} ${arg(x.kind)}`;
     return `  ${flag.padEnd(34)} ${x.describe}\n  ${''.padEnd(34)} env ${x.env!}`;

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // The `petrel` command. Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM),
-// 1 when the broker cannot start or fails, 2 for a bad flag or config value.
+// 1 when the broker cannot start or fails, 2 for a bad flag or config value. A bad flag or value is told on
+// stderr as a plain `petrel: ...` line (before logging starts); everything after goes through the logger
+// (src/broker/logger.ts: JSON lines, or pretty ones on a terminal or with --log-format pretty).
 
 import { runPasswd } from '../auth/passwd-command.js';
 import { readFileSync } from 'node:fs';
-import { createBroker, PetrelError } from '../index.js';
+import { createBroker, createLogger, PetrelError } from '../index.js';
 import { StoreError } from '../store/types.js';
 import { EmbeddedRedisError } from '../cluster/redis-server.js';
 import { checkFiles, ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
@@ -38,7 +40,8 @@ async function main(): Promise<number> {
   }
   // A worker of `--workers N` (src/cli/workers.ts): the primary checked and warned already.
   const worker = isWorker();
-  if (!worker) for (const w of config.warnings) process.stderr.write(`petrel: warning: ${w}\n`);
+  const logger = createLogger(config.logLevel, { format: config.logFormat });
+  if (!worker) for (const w of config.warnings) logger.warn(w, { event: 'config.warning' });
   try {
     checkFiles(config);
     checkWorkers(config);
@@ -63,7 +66,7 @@ async function main(): Promise<number> {
   }
   let broker;
   try {
-    broker = await createBroker(toBrokerOptions(config));
+    broker = await createBroker({ ...toBrokerOptions(config), logger });
   } catch (err) {
     if (err instanceof PetrelError && err.code === 'PETREL_ERR_OPTION') {
       // A listener's key (listeners[2].cert) is named with the flag, file key or mosquitto.conf line it came from.
@@ -73,7 +76,7 @@ async function main(): Promise<number> {
       return 2;
     }
     if (err instanceof StoreError) {
-      process.stderr.write(`petrel: cannot open the store: ${err.message}\n`);
+      logger.error(`cannot open the store: ${err.message}`, { event: 'store.open_failed', err });
       return 1;
     }
     throw err;
@@ -84,15 +87,15 @@ async function main(): Promise<number> {
       if (stopping) {
         // A worker gets a Ctrl-C from the terminal and the same signal forwarded by the primary: one shutdown.
         if (worker) return;
-        process.stderr.write(`petrel: ${signal} again, exiting now\n`);
+        logger.warn(`${signal} again, exiting now`, { event: 'process.signal', signal });
         process.exit(1);
       }
       stopping = true;
-      process.stderr.write(`petrel: ${signal}, shutting down\n`);
+      logger.info(`${signal}, shutting down`, { event: 'process.signal', signal });
       broker.close().then(
         () => resolve(0),
         (err: unknown) => {
-          process.stderr.write(`petrel: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
+          logger.error(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`, { event: 'broker.stop_failed', err });
           resolve(1);
         },
       );
@@ -104,29 +107,27 @@ async function main(): Promise<number> {
     process.on('SIGHUP', () => {
       if (stopping || reloading) return;
       reloading = true;
+      logger.info('SIGHUP, reloading', { event: 'process.signal', signal: 'SIGHUP' });
+      // The broker logs the outcome: config.reloaded, or config.reload_failed for each part that failed.
       broker.reload().then(
-        (r) => {
+        () => {
           reloading = false;
-          if (r.ok) process.stderr.write('petrel: SIGHUP, reloaded\n');
-          else {
-            for (const e of r.errors) process.stderr.write(`petrel: SIGHUP, reload of ${e.part} failed, the old settings stay: ${e.message}\n`);
-          }
         },
         (err: unknown) => {
           reloading = false;
-          process.stderr.write(`petrel: SIGHUP, reload failed, the old settings stay: ${err instanceof Error ? err.message : String(err)}\n`);
+          logger.error(`reload failed, the old settings stay: ${err instanceof Error ? err.message : String(err)}`, { event: 'config.reload_failed', err });
         },
       );
     });
     broker.onFatal((err) => {
-      process.stderr.write(`petrel: fatal: ${err instanceof Error ? err.message : String(err)}\n`);
+      logger.error(`fatal: ${err instanceof Error ? err.message : String(err)}`, { event: 'broker.fatal', err });
       resolve(1);
     });
   });
   try {
     await broker.listen();
   } catch (err) {
-    process.stderr.write(`petrel: ${err instanceof Error ? err.message : String(err)}\n`);
+    logger.error(err instanceof Error ? err.message : String(err), { event: 'broker.start_failed', err });
     await broker.close();
     return 1;
   }

@@ -75,7 +75,7 @@ interface Slot {
 }
 
 /** The primary of `petrel --workers N` (N > 1). Resolves with the exit code. */
-export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logLevel)): Promise<number> {
+export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logLevel, { format: c.logFormat })): Promise<number> {
   const n = c.workers;
   let stopping = false;
   let stopSignal: NodeJS.Signals = 'SIGTERM';
@@ -92,7 +92,7 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
   };
   const onStop = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      process.stderr.write(`petrel: ${signal} again, exiting now\n`);
+      log.warn(`${signal} again, exiting now`, { event: 'process.signal', signal });
       forced = true;
       killAll();
       void (redis?.stop(2000) ?? Promise.resolve()).finally(() => process.exit(1));
@@ -100,7 +100,7 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
     }
     stopping = true;
     stopSignal = signal;
-    process.stderr.write(`petrel: ${signal}, shutting down\n`);
+    log.info(`${signal}, shutting down`, { event: 'process.signal', signal });
     wakeStop();
   };
   process.on('SIGINT', () => onStop('SIGINT'));
@@ -115,7 +115,7 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
         k++;
       }
     }
-    log.info('SIGHUP forwarded to the workers', { workers: k });
+    log.info('SIGHUP forwarded to the workers', { event: 'workers.sighup_forwarded', workers: k });
   });
 
   let redisUrl: string;
@@ -124,7 +124,7 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
   } else {
     redis = await startEmbeddedRedis({ dir: c.dataDir });
     redisUrl = redis.socket;
-    log.info('redis-server started', { pid: redis.pid, socket: redis.socket });
+    log.info('redis-server started', { event: 'redis.started', pid: redis.pid, socket: redis.socket });
     if (stopping) {
       await redis.stop();
       return 0;
@@ -148,13 +148,13 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
     void r.exited.then(({ code, signal }) => {
       if (stopping || redis !== r) return;
       const wait = Date.now() - upSince >= RESET_AFTER_MS ? FIRST_DELAY_MS : delay;
-      log.error('redis-server exited, starting it again', { pid: r.pid, code: code ?? undefined, signal: signal ?? undefined, restart_in_ms: wait });
+      log.error('redis-server exited, starting it again', { event: 'redis.exited', pid: r.pid, code: code ?? undefined, signal: signal ?? undefined, restart_in_ms: wait });
       setTimeout(() => {
         if (stopping) return;
         startEmbeddedRedis({ dir: c.dataDir }).then(
           (again) => {
             redis = again;
-            log.info('redis-server started', { pid: again.pid, socket: again.socket });
+            log.info('redis-server started', { event: 'redis.started', pid: again.pid, socket: again.socket });
             if (stopping) void again.stop();
             else watchRedis(again, Math.min(wait * 2, MAX_DELAY_MS));
           },
@@ -179,14 +179,14 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
     const w = cluster.fork({ [ENV_INDEX]: String(s.index), [ENV_REDIS]: redisUrl, [ENV_NODE]: s.nodeId });
     s.worker = w;
     s.startedAt = Date.now();
-    log.info('worker started', { worker: s.index, pid: w.process.pid, node: s.nodeId });
+    log.info('worker started', { event: 'worker.started', worker: s.index, pid: w.process.pid, node: s.nodeId });
     w.on('message', (m: unknown) => {
       if ((m as { petrel?: string } | null)?.petrel !== 'ready' || s.worker !== w) return;
       s.ready = true;
-      log.info('worker listening', { worker: s.index, pid: w.process.pid });
+      log.info('worker listening', { event: 'worker.listening', worker: s.index, pid: w.process.pid });
       if (!started && slots.every((x) => x.ready)) {
         started = true;
-        log.info('workers started', { workers: n, redis: shownUrl });
+        log.info('workers started', { event: 'workers.started', workers: n, redis: shownUrl });
       }
     });
     w.on('error', () => {});
@@ -194,13 +194,13 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
       if (s.worker !== w) return;
       s.worker = undefined;
       if (stopping) {
-        log.info('worker exited', { worker: s.index, pid: w.process.pid, code: code ?? undefined, signal: signal ?? undefined });
+        log.info('worker exited', { event: 'worker.exited', worker: s.index, pid: w.process.pid, code: code ?? undefined, signal: signal ?? undefined });
         checkAllExited();
         return;
       }
       if (!started && !s.ready) {
         // A worker that cannot start (a port in use, Redis unreachable) would fail again: stop, as one process would.
-        log.error('worker exited before it was listening: stopping', { worker: s.index, pid: w.process.pid, code: code ?? undefined, signal: signal ?? undefined });
+        log.error('worker exited before it was listening: stopping', { event: 'worker.start_failed', worker: s.index, pid: w.process.pid, code: code ?? undefined, signal: signal ?? undefined });
         fatal(`worker ${s.index} exited (${code ?? signal}) while starting`);
         checkAllExited();
         return;
@@ -208,7 +208,7 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
       if (Date.now() - s.startedAt >= RESET_AFTER_MS) s.delay = FIRST_DELAY_MS;
       const wait = s.delay;
       s.delay = Math.min(s.delay * 2, MAX_DELAY_MS);
-      log.warn('worker exited, restarting it', { worker: s.index, pid: w.process.pid, code: code ?? undefined, signal: signal ?? undefined, restart_in_ms: wait });
+      log.warn('worker exited, restarting it', { event: 'worker.restarting', worker: s.index, pid: w.process.pid, code: code ?? undefined, signal: signal ?? undefined, restart_in_ms: wait });
       s.timer = setTimeout(() => fork(s), wait);
     });
   };
@@ -232,7 +232,7 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
     workersGone,
     new Promise<void>((res) => {
       timer = setTimeout(() => {
-        log.error('workers did not stop in time: killing them', { after_ms: graceMs });
+        log.error('workers did not stop in time: killing them', { event: 'workers.stop_timeout', after_ms: graceMs });
         forced = true;
         killAll();
         res();
@@ -243,7 +243,7 @@ export async function runPrimary(c: CliConfig, log: Logger = createLogger(c.logL
   await workersGone;
   if (redis !== undefined) {
     await redis.stop();
-    log.info('redis-server stopped', { pid: redis.pid });
+    log.info('redis-server stopped', { event: 'redis.stopped', pid: redis.pid });
   }
   if (failure !== undefined) {
     process.stderr.write(`petrel: ${failure}\n`);

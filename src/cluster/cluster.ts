@@ -181,7 +181,7 @@ export class Cluster {
     this.renewTimer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.options.leaseMs / 5)));
     this.janitorTimer = setInterval(() => void this.janitor(), 1000);
     this.loops.push(this.tailLog(), this.consumeInbox());
-    this.logger.info('cluster node joined', { event: 'cluster.joined', node: this.member, redis: this.options.redis.replace(/\/\/[^@]*@/, '//***@') });
+    this.logger.info('cluster node joined', { event: 'cluster.node_joined', node: this.member, redis: this.options.redis.replace(/\/\/[^@]*@/, '//***@') });
   }
 
   get isFenced(): boolean {
@@ -947,6 +947,7 @@ export class Cluster {
     if (!this.fenced) await this.cmd.zadd(`${this.P}nodes`, 0, this.member).catch(() => {});
     await this.disconnect();
     await Promise.allSettled(this.loops);
+    this.logger?.info('cluster node left', { event: 'cluster.node_left', node: this.member });
   }
 
   private async disconnect(): Promise<void> {

@@ -140,7 +140,7 @@ export async function startHttp(broker: Broker, options: HttpOptions & { host: s
     Promise.resolve()
       .then(() => route.handler(req, res, url))
       .catch((err: unknown) => {
-        broker.logger.error('HTTP request failed', { path: url.pathname, err });
+        broker.logger.error('HTTP request failed', { event: 'http.error', path: url.pathname, err });
         if (!res.headersSent) send(res, 500, 'internal error\n');
         else res.destroy();
       });
@@ -155,7 +155,7 @@ export async function startHttp(broker: Broker, options: HttpOptions & { host: s
       resolve();
     });
   });
-  server.on('error', (err) => broker.logger.error('HTTP listener error', { err }));
+  server.on('error', (err) => broker.logger.error('HTTP listener error', { event: 'http.error', err }));
   const a = server.address() as AddressInfo;
   return {
     address: { host: a.address, port: a.port },

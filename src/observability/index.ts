@@ -31,7 +31,7 @@ export function startObservability(broker: Broker, options: ResolvedOptions): Ob
       opening ??= (async () => {
         const { startHttp } = await import('./http.js');
         http = await startHttp(broker, h, options.metrics);
-        broker.logger.info('listening', { transport: 'http', host: http.address.host, port: http.address.port });
+        broker.logger.info('listening', { event: 'listener.listening', transport: 'http', host: http.address.host, port: http.address.port });
       })();
       return opening;
     },

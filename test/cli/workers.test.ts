@@ -64,7 +64,7 @@ interface Workers {
 const field = (line: string, k: string): string => new RegExp(`\\b${k}=(\\S+)`).exec(line)?.[1] ?? '';
 
 async function startWorkers(dataDir: string): Promise<Workers> {
-  const proc = new LineProcess(process.execPath, [CLI, '--workers', '2', '--port', '0', '--ws-port', '0', '--host', '127.0.0.1', '--data-dir', dataDir], {
+  const proc = new LineProcess(process.execPath, [CLI, '--workers', '2', '--port', '0', '--ws-port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-format', 'pretty'], {
     env: { PATH: process.env.PATH },
   });
   await proc.waitForLine((l) => /workers started workers=2 redis=/.test(l), 20_000, 'workers started', true);
@@ -306,7 +306,7 @@ describe('petrel --workers 2', { timeout: 90_000 }, () => {
   });
 
   it('SIGHUP is forwarded to every worker (each reloads)', async () => {
-    const reloaded = () => w.proc.errLines.filter((l) => l === 'petrel: SIGHUP, reloaded').length;
+    const reloaded = () => w.proc.errLines.filter((l) => /\bconfig\.reloaded\b/.test(l)).length;
     const before = reloaded();
     w.proc.child.kill('SIGHUP');
     await w.proc.waitForLine((l) => /SIGHUP forwarded to the workers workers=2/.test(l), 5000, 'the forwarding', true);

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kill, startPetrel, type PetrelProcess } from '../durability/petrel-process.js';
+import { findEvent } from '../helpers/log-lines.js';
 import { startRedis, type Persistence, type RedisServer } from '../helpers/redis.js';
 
 export interface Node {
@@ -25,11 +26,11 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-/** The member name a node logs when it joins (text or JSON log lines). */
+/** The member name a node logs when it joins (its cluster.node_joined record). */
 function memberOf(log: string): string {
-  const m = /cluster node joined.*?node[=":]+([A-Za-z0-9._-]+#[0-9a-f]+)/.exec(log);
-  if (!m) throw new Error(`no cluster.joined line in:\n${log}`);
-  return m[1]!;
+  const node = findEvent(log, 'cluster.node_joined')?.node;
+  if (typeof node !== 'string') throw new Error(`no cluster.node_joined record in:\n${log}`);
+  return node;
 }
 
 export async function startCluster(ids: string[], options: { leaseMs?: number; persistence?: Persistence } = {}): Promise<TestCluster> {
