@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createBroker, PetrelError } from '../index.js';
 import { StoreError } from '../store/types.js';
 import { checkFiles, ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
+import { configSchemaText } from './schema.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -27,7 +28,13 @@ async function main(): Promise<number> {
     throw err;
   }
   if (config.help) {
-    process.stdout.write(helpText());
+    // As wide as the terminal, from 80 to 120 columns; 80 when piped.
+    const columns = process.stdout.isTTY ? process.stdout.columns : 80;
+    process.stdout.write(helpText(Math.max(80, Math.min(columns, 120))));
+    return 0;
+  }
+  if (config.printSchema) {
+    process.stdout.write(configSchemaText());
     return 0;
   }
   if (config.version) {
