@@ -39,6 +39,8 @@ export interface CliConfig {
   auth: AuthOptions | undefined;
   /** Where auth.passwordFile and auth.aclFile came from (a flag, a variable, a file key or line). */
   authSources: Record<string, string>;
+  /** Where each setting given came from, by its config key (limits.maxQoS: --max-qos). */
+  sources: Record<string, string>;
   responseInformation: string | undefined;
   closeTimeout: number;
   /** HTTP listener (/metrics, health): port and host, undefined when off. */
@@ -496,21 +498,95 @@ function parseConfigText(path: string, text: string): unknown {
   }
   try {
     return JSON.parse(text);
-  } catch (err) {
-    // V8: "Unexpected token } in JSON at position 14" (newer ones add "(line 2 column 3)").
-    const message = (err as Error).message;
-    const at = / in JSON at position (\d+)/.exec(message);
-    const why = message.replace(/ in JSON at position \d+.*$/s, '').replace(/^JSON\.parse: /, '');
+  } catch {
+    // V8's messages differ between versions and some carry no position: the error is located here instead.
+    const e = jsonSyntaxError(text);
     const other = extname(path).toLowerCase() === '.json' ? '' : ' (a file not named .yaml, .yml or .toml is read as JSON)';
-    const where = at ? `${path}:${position(text, Number(at[1]))}` : path;
-    throw new ConfigError(where, `not valid JSON${other}: ${at ? why : message}`);
+    throw new ConfigError(`${path}:${position(text, e.at)}`, `not valid JSON${other}: ${e.why}`);
   }
+}
+
+/** The first syntax error of a JSON text that JSON.parse refused: its offset and what was expected there. */
+export function jsonSyntaxError(text: string): { at: number; why: string } {
+  let i = 0;
+  class Stop {
+    constructor(readonly why: string) {}
+  }
+  const got = (): string => (i >= text.length ? 'the end of the file' : JSON.stringify(text[i]));
+  const fail = (expected: string): never => {
+    throw new Stop(`expected ${expected}, got ${got()}`);
+  };
+  const ws = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const string = (): void => {
+    if (text[i] !== '"') fail('a string in double quotes');
+    i++;
+    for (;;) {
+      if (i >= text.length) fail('the closing "');
+      const c = text[i]!;
+      if (c === '"') return void i++;
+      if (c < ' ') fail('a character of the string (a control character must be escaped)');
+      if (c === '\\') {
+        i++;
+        if (text[i] === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) i += 5;
+        else if (i < text.length && '"\\/bfnrt'.includes(text[i]!)) i++;
+        else fail('an escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)');
+      } else i++;
+    }
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') return void i++;
+      for (;;) {
+        ws();
+        string();
+        ws();
+        if (text[i] !== ':') fail("':' after the key");
+        i++;
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === '}') return void i++;
+        else fail("',' or '}'");
+      }
+    }
+    if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') return void i++;
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === ']') return void i++;
+        else fail("',' or ']'");
+      }
+    }
+    if (c === '"') return string();
+    const m = /^(?:-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)/.exec(text.slice(i, i + 400));
+    if (m && !/^[A-Za-z0-9_$]/.test(text.slice(i + m[0].length, i + m[0].length + 1))) return void (i += m[0].length);
+    fail('a value (an object, array, string, number, true, false or null)');
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail('the end of the file after the value');
+  } catch (err) {
+    if (err instanceof Stop) return { at: i, why: err.why };
+    throw err;
+  }
+  return { at: 0, why: 'not JSON' };
 }
 
 /** The sections of the config file (limits, auth, cluster, ...): the prefixes of the dotted setting keys. */
 function sectionKeys(section: string): string[] {
   const keys = SETTINGS.filter((x) => x.key.startsWith(section + '.')).map((x) => x.key.slice(section.length + 1));
-  return section === 'auth' ? [...keys, 'loginGuard'] : keys;
+  return section === 'auth' ? [...new Set([...AUTH_KEYS, ...keys])] : keys;
 }
 const SECTIONS = [...new Set(SETTINGS.filter((x) => x.key.includes('.')).map((x) => x.key.split('.')[0]!))];
 /** The top-level keys of the config file. */
@@ -523,8 +599,7 @@ function unknownKey(k: string, known: readonly string[], section: string | undef
   const elsewhere = SETTINGS.find((x) => x.key !== full && (x.key === k || x.key.endsWith('.' + k)));
   const hint = didYouMean(k, known) || (elsewhere ? ` (did you mean ${elsewhere.key}? it goes ${elsewhere.key.includes('.') ? `under ${elsewhere.key.split('.')[0]}` : 'at the top level'})` : '');
   const what = section === 'limits' ? 'limit' : 'key';
-  const of = section === undefined ? ' (top level)' : section === 'limits' ? '' : ` of ${section}`;
-  return `unknown ${what}${hint}; known ${what}s${of} are ${known.join(', ')}`;
+  return `unknown ${what}${hint}; known ${what}s${section === undefined ? ' (top level)' : ''} are ${known.join(', ')}`;
 }
 
 function fromFile(path: string): FileLayer {
@@ -778,6 +853,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     limits,
     auth,
     authSources,
+    sources: Object.fromEntries([...merged].map(([k, v]) => [k, v.where])),
     responseInformation: get<string | undefined>('responseInformation', undefined),
     closeTimeout: get('closeTimeout', 5),
     httpPort: get<number | undefined>('httpPort', undefined),

@@ -59,7 +59,10 @@ async function main(): Promise<number> {
       // A listener's key (listeners[2].cert) is named with the flag, file key or mosquitto.conf line it came from.
       const i = /^listeners\[(\d+)\]/.exec(err.key ?? '');
       const from = i ? config.listenerSources[Number(i[1])] : undefined;
-      process.stderr.write(`petrel: ${err.message}${from ? ` (listeners[${i![1]}] is ${from})` : ''}\n`);
+      // A setting's key (limits.maxQoS) is named with the flag, variable, file key or line that set it.
+      const set = err.key !== undefined && !i ? config.sources[err.key] : undefined;
+      const source = from ? ` (listeners[${i![1]}] is ${from})` : set !== undefined && set !== err.key ? ` (set by ${set})` : '';
+      process.stderr.write(`petrel: ${err.message}${source}\n`);
       return 2;
     }
     if (err instanceof StoreError) {
