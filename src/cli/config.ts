@@ -751,7 +751,8 @@ function flagListeners(merged: Values): ListenerOptions[] {
   }
   const tls = get('tlsPort') !== undefined || get('wssPort') !== undefined;
   for (const k of ['cert', 'key', 'ca', 'requireCertificate']) {
-    if (merged.has(k) && !tls) throw new ConfigError(whereOf(k), 'applies to TLS listeners: give --tls-port or --wss-port too');
+    // --no-require-certificate asks for nothing, with or without TLS.
+    if (merged.has(k) && get(k) !== false && !tls) throw new ConfigError(whereOf(k), 'applies to TLS listeners: give --tls-port or --wss-port too');
   }
   if (wsPath !== undefined && get('wsPort') === undefined && get('wssPort') === undefined) {
     throw new ConfigError(whereOf('wsPath'), 'applies to WebSocket listeners: give --ws-port or --wss-port too');
@@ -955,13 +956,13 @@ export function formatDefault(st: Setting): string | undefined {
   return String(v);
 }
 
-/** The help sentence of a setting, with its default: capitalized, ending with a full stop. */
-export function helpSentence(st: Setting): string {
+/** The help sentence of a setting, with its default: capitalized, ending with a full stop (`glued`: for wrap()). */
+export function helpSentence(st: Setting, glued = false): string {
   let d = st.describe.trim();
   if (/^[a-z]+\b/.test(d) && !/^[a-z]+\d/.test(d)) d = d[0]!.toUpperCase() + d.slice(1);
   if (!/[.!?]$/.test(d)) d += '.';
   const dflt = formatDefault(st);
-  return dflt === undefined ? d : `${d} Default: ${glue(dflt)}.`;
+  return dflt === undefined ? d : `${d} Default: ${glued && dflt.length <= 24 ? glue(dflt) : dflt}.`;
 }
 
 /** The value placeholder of a flag in --help. */
@@ -1008,7 +1009,7 @@ export function helpRows(): HelpRow[] {
   const rows: HelpRow[] = SETTINGS.filter((st) => !st.deprecated).map((st) => {
     const left = st.flag === undefined ? `${st.key} ${argOf(st)}` : st.kind === 'bool' ? st.flag : `${st.flag} ${argOf(st)}`;
     const meta = st.flag === undefined ? `config file only: ${st.key}` : `${glue(`config ${st.key}`)}${st.env ? `, ${glue(`env ${st.env}`)}` : ''}`;
-    return { group: groupOf(st), left, sentence: helpSentence(st), meta };
+    return { group: groupOf(st), left, sentence: helpSentence(st, true), meta };
   });
   rows.unshift(config);
   rows.push(
@@ -1044,7 +1045,7 @@ export function helpText(width = 80): string {
   const col = 36;
   const out: string[] = [
     'Usage: petrel [options]',
-    '       petrel passwd [-c] FILE USER   (the password file tool; petrel passwd --help)',
+    '       petrel passwd [-c] FILE USER   (the password file tool: petrel passwd)',
     '',
     ...wrap(
       'Petrel, an MQTT 3.1, 3.1.1 and 5.0 broker. Durable by default: sessions, queues and retained messages are kept in SQLite under --data-dir (./data).',
