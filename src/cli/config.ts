@@ -1,6 +1,7 @@
-// Configuration of the `petrel` command: flags, then a JSON config file, then a mosquitto.conf
-// (--mosquitto-config), then PETREL_* environment variables, in that order of precedence. Every bad value is
-// reported with the key it came from and why (ConfigError), never as a stack trace.
+// Configuration of the `petrel` command: flags, then a config file (JSON, YAML or TOML, by its extension), then a
+// mosquitto.conf (--mosquitto-config), then PETREL_* environment variables, in that order of precedence. Every bad
+// value is reported with the key it came from and why (ConfigError), never as a stack trace. SETTINGS, the options
+// table, is the one source of the flags, the variables, the file's keys, --help and the JSON Schema (schema.ts).
 //
 // Listeners: `--port` makes the plain TCP listener (default 1883); `--tls-port`, `--ws-port` and `--wss-port` add
 // a TLS, a WebSocket and a WebSocket-over-TLS listener, all on `--host`, the TLS ones with `--cert`/`--key`
@@ -1003,7 +1004,7 @@ export function helpRows(): HelpRow[] {
   const config: HelpRow = {
       group: 'Operations',
       left: '--config FILE',
-      sentence: "Read this config file: JSON, YAML (.yaml, .yml) or TOML (.toml), by its extension; relative paths in it are read from the file's directory.",
+      sentence: "Read this config file: JSON, YAML (.yaml, .yml) or TOML (.toml), by its extension; relative paths of the files it names are read from its directory.",
       meta: 'env PETREL_CONFIG; short -c',
     };
   const rows: HelpRow[] = SETTINGS.filter((st) => !st.deprecated).map((st) => {
