@@ -969,7 +969,8 @@ export function helpSentence(st: Setting, glued = false): string {
 /** The value placeholder of a flag in --help. */
 function argOf(st: Setting): string {
   if (st.arg !== undefined) return st.arg;
-  return st.kind === 'string' ? 'VALUE' : st.kind === 'path' ? 'FILE' : st.kind === 'wspath' ? 'PATH' : st.kind === 'level' ? 'LEVEL' : st.kind === 'durability' ? 'MODE' : 'N';
+  const args: Partial<Record<Kind, string>> = { int: 'N', port: 'N', number: 'N', path: 'FILE', wspath: 'PATH', level: 'LEVEL', durability: 'MODE' };
+  return args[st.kind] ?? 'VALUE';
 }
 
 /** A space that wrap() does not break at ("1 MiB", "env PETREL_PORT"). */
@@ -1009,7 +1010,8 @@ export function helpRows(): HelpRow[] {
     };
   const rows: HelpRow[] = SETTINGS.filter((st) => !st.deprecated).map((st) => {
     const left = st.flag === undefined ? `${st.key} ${argOf(st)}` : st.kind === 'bool' ? st.flag : `${st.flag} ${argOf(st)}`;
-    const meta = st.flag === undefined ? `config file only: ${st.key}` : `${glue(`config ${st.key}`)}${st.env ? `, ${glue(`env ${st.env}`)}` : ''}`;
+    const meta =
+      st.flag === undefined && st.env === undefined ? `config file only: ${st.key}` : `${glue(`config ${st.key}`)}${st.env ? `, ${glue(`env ${st.env}`)}` : ''}`;
     return { group: groupOf(st), left, sentence: helpSentence(st, true), meta };
   });
   rows.unshift(config);

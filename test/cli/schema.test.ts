@@ -67,7 +67,9 @@ describe('the config file schema', () => {
       assert.ok(s, `${st.key} is in the schema`);
       assert.ok(typeof s.description === 'string' && s.description.length > 20, `${st.key} has a description`);
       const type = s.type ?? (s.enum ? 'enum' : undefined);
-      const want = { int: 'integer', port: 'integer', number: 'number', bool: 'boolean', string: 'string', path: 'string', wspath: 'string', level: 'enum', durability: 'enum' }[st.kind];
+      const kinds: Record<string, string> = { int: 'integer', port: 'integer', number: 'number', bool: 'boolean', string: 'string', path: 'string', wspath: 'string', level: 'enum', durability: 'enum' };
+      const want = kinds[st.kind];
+      assert.ok(want !== undefined, `${st.key}: kind '${st.kind}' is new: give it a case in schema.ts valueSchema() and here`);
       assert.equal(type, want, st.key);
       if (st.value !== undefined) assert.deepEqual(s.default, st.value, `${st.key} default`);
       if (st.deprecated) assert.equal(s.deprecated, true, `${st.key} deprecated`);
