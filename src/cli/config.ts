@@ -482,7 +482,8 @@ function position(text: string, offset: number): string {
 function parseConfigText(path: string, text: string): unknown {
   const format = configFormat(path);
   if (format === 'yaml') {
-    const doc = parseYaml(text, { prettyErrors: false, uniqueKeys: true });
+    // merge: the <<: *anchor keys of YAML 1.1, which configs use to share listener settings.
+    const doc = parseYaml(text, { prettyErrors: false, uniqueKeys: true, merge: true });
     const e = doc.errors[0];
     if (e) throw new ConfigError(`${path}:${position(text, e.pos[0])}`, `not valid YAML: ${e.message}`);
     // A file of comments only is an empty configuration.

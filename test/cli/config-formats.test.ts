@@ -118,6 +118,20 @@ describe('config file formats', () => {
     assert.deepEqual(y.listeners, t.listeners);
   });
 
+  it('YAML anchors and <<: merge keys share settings between listeners', () => {
+    const y = load(file('anchors.yaml', 'listeners:\n  - &tls { transport: tls, port: 8883, cert: c.pem, key: k.pem }\n  - { <<: *tls, port: 8884 }\n'));
+    assert.deepEqual(y.listeners.map((l) => [l.transport, l.port, l.cert]), [
+      ['tls', 8883, join(tmp, 'c.pem')],
+      ['tls', 8884, join(tmp, 'c.pem')],
+    ]);
+  });
+
+  it('a __proto__ key is an unknown key, not a way to set anything', () => {
+    assert.match(configError(() => load(file('proto.yaml', '__proto__:\n  port: 7\nport: 1884\n'))), /proto\.yaml: __proto__: unknown key/);
+    assert.match(configError(() => load(file('proto.json', '{"__proto__": {"port": 7}}'))), /proto\.json: __proto__: unknown key/);
+    assert.match(configError(() => load(file('proto.toml', '[__proto__]\nport = 7\n'))), /proto\.toml:1:\d+: not valid TOML/);
+  });
+
   it('a YAML file of comments only is an empty configuration; a YAML list is not a configuration', () => {
     assert.equal(load(file('empty.yaml', '# nothing here yet\n')).port, 1883);
     assert.match(configError(() => load(file('list.yaml', '- port: 1\n'))), /list\.yaml: must hold an object of settings/);
