@@ -208,6 +208,8 @@ export class Broker {
   private readonly closeTimeout: number;
   private readonly listenerOptions: ResolvedOptions['listeners'];
   private fatalHandler: ((err: unknown) => void) | null = null;
+  /** fatal() was called: the store failed or the node fenced itself. */
+  private failed = false;
   /** Cluster mode (src/cluster/), set before start(); null for a single node. */
   cluster: Cluster | null = null;
 
@@ -282,6 +284,8 @@ export class Broker {
   /** The store failed: nothing more can be acknowledged safely. Stop. */
   fatal(err: unknown): void {
     this.logger.error('store failure; shutting down', { err });
+    // Nothing held for a commit will be sent: the connections close without waiting for their output.
+    this.failed = true;
     const h = this.fatalHandler;
     void this.close().finally(() => {
       if (h) h(err);
@@ -495,7 +499,7 @@ export class Broker {
       this.logger.error('final commit failed', { err });
     }
     this.committer.stop();
-    const deadline = Date.now() + this.closeTimeout * 1000;
+    const deadline = this.failed ? 0 : Date.now() + this.closeTimeout * 1000;
     while (conns.some((c) => !c.isClosed) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const c of conns) c.destroy();
     await listenersClosed;

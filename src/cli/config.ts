@@ -50,6 +50,8 @@ export interface CliConfig {
   sysInterval: number | undefined;
   /** Cluster mode: the Redis URL or socket, the node's name. */
   cluster: { redis: string; nodeId?: string; leaseMs?: number } | undefined;
+  /** --workers: broker processes behind the same ports (src/cli/workers.ts); 1 is a single process. */
+  workers: number;
   configFile: string | undefined;
   mosquittoConfig: string | undefined;
   lenient: boolean;
@@ -99,6 +101,8 @@ export interface Setting {
   oldEnv?: string[];
   /** Kept so that old configurations load; left out of --help, marked deprecated in the schema. */
   deprecated?: boolean;
+  /** Where the range is checked instead of here, with its own message (workers.ts for --workers). */
+  checkedBy?: string;
 }
 
 const s = (key: string, flag: string, env: string, kind: Kind, describe: string, more: Partial<Setting> = {}): Setting => ({ key, flag, env, kind, describe, ...more });
@@ -217,6 +221,13 @@ const SETTINGS: Setting[] = [
     arg: 'URL',
   }),
   s('cluster.nodeId', '--node-id', 'PETREL_NODE_ID', 'string', 'Name of this cluster node', { group: 'Cluster', dflt: 'host name and process id', arg: 'NAME' }),
+  s('workers', '--workers', 'PETREL_WORKERS', 'int', 'Broker processes to run behind the same ports: cluster nodes on a Redis that petrel starts in --data-dir (or on --cluster)', {
+    group: 'Cluster',
+    value: 1,
+    min: 1,
+    max: 64, // MAX_WORKERS of workers.ts (test/cli/schema.test.ts checks it)
+    checkedBy: 'workers.ts',
+  }),
   fileOnly('cluster.leaseMs', 'int', "Milliseconds a node may be silent before it is taken for dead and its sessions are adopted", {
     value: 5000,
     unit: 'ms',
@@ -266,7 +277,7 @@ function parseValue(st: Setting, raw: unknown, where: string, base?: string): un
       if (!Number.isSafeInteger(n)) fail('must be an integer');
       if (st.kind === 'port' && (n < 0 || n > 65535)) fail('must be an integer from 0 to 65535');
       // The upper bounds (and every limit's range) are checked where the options are resolved, naming the key.
-      if (st.min !== undefined && n < st.min) fail(`must be an integer >= ${st.min}`);
+      if (st.min !== undefined && st.checkedBy === undefined && n < st.min) fail(`must be an integer >= ${st.min}`);
       return n;
     }
     case 'number': {
@@ -863,6 +874,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     httpHost: get<string | undefined>('httpHost', undefined),
     sysInterval: get<number | undefined>('sysInterval', undefined),
     cluster: clusterOf(get<string | undefined>('cluster.redis', undefined), get<string | undefined>('cluster.nodeId', undefined), get<number | undefined>('cluster.leaseMs', undefined)),
+    workers: get('workers', 1),
     configFile,
     mosquittoConfig,
     lenient,

@@ -6,8 +6,10 @@ import { runPasswd } from '../auth/passwd-command.js';
 import { readFileSync } from 'node:fs';
 import { createBroker, PetrelError } from '../index.js';
 import { StoreError } from '../store/types.js';
+import { EmbeddedRedisError } from '../cluster/redis-server.js';
 import { checkFiles, ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
 import { configSchemaText } from './schema.js';
+import { checkWorkers, isWorker, reportReady, runPrimary, workerConfig } from './workers.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -41,15 +43,30 @@ async function main(): Promise<number> {
     process.stdout.write(`petrel ${version()}\n`);
     return 0;
   }
-  for (const w of config.warnings) process.stderr.write(`petrel: warning: ${w}\n`);
+  // A worker of `--workers N` (src/cli/workers.ts): the primary checked and warned already.
+  const worker = isWorker();
+  if (!worker) for (const w of config.warnings) process.stderr.write(`petrel: warning: ${w}\n`);
   try {
     checkFiles(config);
+    checkWorkers(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`petrel: ${err.message}\n`);
       return 2;
     }
     throw err;
+  }
+  if (worker) config = workerConfig(config);
+  else if (config.workers > 1) {
+    try {
+      return await runPrimary(config);
+    } catch (err) {
+      if (err instanceof EmbeddedRedisError) {
+        process.stderr.write(`petrel: ${err.message}\n`);
+        return err.exitCode;
+      }
+      throw err;
+    }
   }
   let broker;
   try {
@@ -75,6 +92,8 @@ async function main(): Promise<number> {
   const done = new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       if (stopping) {
+        // A worker gets a Ctrl-C from the terminal and the same signal forwarded by the primary: one shutdown.
+        if (worker) return;
         process.stderr.write(`petrel: ${signal} again, exiting now\n`);
         process.exit(1);
       }
@@ -121,6 +140,7 @@ async function main(): Promise<number> {
     await broker.close();
     return 1;
   }
+  if (worker) reportReady();
   return done;
 }
 

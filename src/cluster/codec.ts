@@ -114,3 +114,33 @@ export function decodeEntry(b: Buffer): QueueEntry {
 export function entryBytes(e: QueueEntry): number {
   return e.state === QueueState.Released ? 0 : e.message.payload.length;
 }
+
+/**
+ * Several frames as one Redis value (one inbox entry, one pub/sub message): each a 4-byte big-endian length and
+ * the frame. A node sends one per target node and store batch, so an inbox entry carries what one batch sent.
+ */
+export function packFrames(frames: readonly Buffer[]): Buffer {
+  let n = 0;
+  for (const f of frames) n += 4 + f.length;
+  const out = Buffer.allocUnsafe(n);
+  let o = 0;
+  for (const f of frames) {
+    out.writeUInt32BE(f.length, o);
+    f.copy(out, o + 4);
+    o += 4 + f.length;
+  }
+  return out;
+}
+
+export function unpackFrames(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let o = 0;
+  while (o + 4 <= b.length) {
+    const n = b.readUInt32BE(o);
+    if (o + 4 + n > b.length) throw new Error('truncated frame');
+    out.push(b.subarray(o + 4, o + 4 + n));
+    o += 4 + n;
+  }
+  if (o !== b.length) throw new Error('trailing bytes after the last frame');
+  return out;
+}

@@ -15,6 +15,7 @@ import { LISTENER_KEYS, LOGIN_GUARD_KEYS, settings, TOP_KEYS } from '../../src/c
 import { configSchema, configSchemaText } from '../../src/cli/schema.js';
 import { DEFAULT_LIMITS, INT_LIMITS, resolveLimits } from '../../src/broker/options.js';
 import { CLI } from './cli-process.js';
+import { MAX_WORKERS } from '../../src/cli/workers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 type Schema = { properties?: Record<string, Schema>; items?: Schema; [k: string]: unknown };
@@ -84,6 +85,7 @@ describe('the config file schema', () => {
     }
     assert.deepEqual(Object.keys(DEFAULT_LIMITS).sort(), Object.keys(at(schema, 'limits')!.properties!).sort(), 'every limit');
     assert.deepEqual(Object.keys(schema.properties!.listeners!.items!.properties!).sort(), [...LISTENER_KEYS].sort(), 'every listener key');
+    assert.deepEqual([at(schema, 'workers')!.minimum, at(schema, 'workers')!.maximum], [1, MAX_WORKERS], 'workers: the range workers.ts checks');
     const guard = (at(schema, 'auth.loginGuard')!.oneOf as Schema[])[1]!;
     assert.deepEqual(Object.keys(guard.properties!).sort(), [...LOGIN_GUARD_KEYS].sort(), 'every loginGuard key');
   });

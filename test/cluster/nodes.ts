@@ -19,7 +19,8 @@ export interface TestCluster {
   redis: RedisServer;
   nodes: Node[];
   leaseMs: number;
-  start(id: string): Promise<Node>;
+  /** Start one more node (env: extra environment, e.g. PETREL_CRASH_AT). */
+  start(id: string, env?: NodeJS.ProcessEnv): Promise<Node>;
   kill9(node: Node): Promise<void>;
   stop(): Promise<void>;
 }
@@ -38,8 +39,8 @@ export async function startCluster(ids: string[], options: { leaseMs?: number; p
   const config = join(dir, 'petrel.json');
   writeFileSync(config, JSON.stringify({ cluster: { leaseMs } }));
   const nodes: Node[] = [];
-  const start = async (id: string): Promise<Node> => {
-    const proc = await startPetrel(['--cluster', redis.socket, '--node-id', id, '--config', config, '--memory']);
+  const start = async (id: string, env?: NodeJS.ProcessEnv): Promise<Node> => {
+    const proc = await startPetrel(['--cluster', redis.socket, '--node-id', id, '--config', config, '--memory'], 15_000, env);
     const n: Node = { id, proc, port: proc.port, url: `mqtt://127.0.0.1:${proc.port}`, member: memberOf(proc.log()) };
     nodes.push(n);
     return n;

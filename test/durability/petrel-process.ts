@@ -18,9 +18,10 @@ export interface PetrelProcess {
   rssKb(): number;
 }
 
-export async function startPetrel(args: string[], timeoutMs = 15_000): Promise<PetrelProcess> {
+export async function startPetrel(args: string[], timeoutMs = 15_000, env?: NodeJS.ProcessEnv): Promise<PetrelProcess> {
   const child = spawn(process.execPath, [CLI, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    ...(env !== undefined ? { env: { ...process.env, ...env } } : {}),
   });
   let stderr = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
