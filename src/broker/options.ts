@@ -207,7 +207,8 @@ export interface HttpOptions {
   basicAuth?: { username: string; password: string };
 }
 
-const INT_LIMITS: Record<string, [min: number, max: number]> = {
+/** The range of each integer limit (resolveLimits checks it; the config schema states it). */
+export const INT_LIMITS: Record<string, [min: number, max: number]> = {
   maxPacketSize: [16, 268_435_460],
   receiveMaximum: [1, 65535],
   maxInflight: [1, 65535],

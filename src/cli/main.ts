@@ -10,6 +10,7 @@ import { createBroker, createLogger, PetrelError } from '../index.js';
 import { StoreError } from '../store/types.js';
 import { EmbeddedRedisError } from '../cluster/redis-server.js';
 import { checkFiles, ConfigError, helpText, loadConfig, toBrokerOptions } from './config.js';
+import { configSchemaText } from './schema.js';
 import { checkWorkers, isWorker, reportReady, runPrimary, workerConfig } from './workers.js';
 
 function version(): string {
@@ -31,7 +32,13 @@ async function main(): Promise<number> {
     throw err;
   }
   if (config.help) {
-    process.stdout.write(helpText());
+    // As wide as the terminal, from 80 to 120 columns; 80 when piped.
+    const columns = process.stdout.isTTY ? process.stdout.columns : 80;
+    process.stdout.write(helpText(Math.max(80, Math.min(columns, 120))));
+    return 0;
+  }
+  if (config.printSchema) {
+    process.stdout.write(configSchemaText());
     return 0;
   }
   if (config.version) {
@@ -72,7 +79,10 @@ async function main(): Promise<number> {
       // A listener's key (listeners[2].cert) is named with the flag, file key or mosquitto.conf line it came from.
       const i = /^listeners\[(\d+)\]/.exec(err.key ?? '');
       const from = i ? config.listenerSources[Number(i[1])] : undefined;
-      process.stderr.write(`petrel: ${err.message}${from ? ` (listeners[${i![1]}] is ${from})` : ''}\n`);
+      // A setting's key (limits.maxQoS) is named with the flag, variable, file key or line that set it.
+      const set = err.key !== undefined && !i ? config.sources[err.key] : undefined;
+      const source = from ? ` (listeners[${i![1]}] is ${from})` : set !== undefined && set !== err.key ? ` (set by ${set})` : '';
+      process.stderr.write(`petrel: ${err.message}${source}\n`);
       return 2;
     }
     if (err instanceof StoreError) {
