@@ -126,8 +126,8 @@ class PublicBroker implements PetrelBroker {
   reload(): Promise<{ ok: boolean; errors: { part: string; message: string }[] }> {
     return this.#core.reload();
   }
-  publish(topic: string, payload: Buffer | Uint8Array | string, options?: PublishOptions): Promise<void> {
-    return this.#core.publish(topic, payload, options);
+  async publish(topic: string, payload: Buffer | Uint8Array | string, options?: PublishOptions): Promise<void> {
+    await this.#core.publish(topic, payload, options);
   }
   subscribe(filters: string | readonly string[], options?: SubscribeOptions): Subscription {
     return this.#core.subscribe(filters, options) as LocalSubscription & Subscription;

@@ -596,6 +596,7 @@ export class Broker {
 
   /** CONNACK is out and the session attached. */
   clientConnected(client: Client, cleanStart: boolean, sessionPresent: boolean): void {
+    client.connectedAt = Date.now();
     this.obs.connected(client, this.stats.connects - this.obs.connectedGone);
     if (this.logger.infoEnabled !== false) this.logConnected(client, cleanStart, sessionPresent);
     const hook = this.hooks.onConnect;
@@ -887,6 +888,63 @@ export class Broker {
     return session;
   }
 
+  // ---- administration (the admin API, src/observability/admin/) ----
+
+  /**
+   * Refuses a CONNECT whose client id, user name or IP address is banned: the reason, or null. Set by the admin
+   * API's ban list; null without one.
+   */
+  banned: ((clientId: string, username: string | undefined, ip: string) => string | null) | null = null;
+
+  /** The connected client holding a client id, if any. */
+  liveClient(clientId: string): Client | undefined {
+    const c = this.live.get(clientId);
+    return c !== undefined && c.state === ClientState.Connected ? c : undefined;
+  }
+
+  /** The open MQTT listeners' addresses. */
+  get boundAddresses(): BoundAddress[] {
+    return this.listeners.map((l) => l.address);
+  }
+
+  /**
+   * Disconnect a connected client: v5 DISCONNECT 0x98 Administrative action, then close (3.1.1: close). Counted as
+   * disconnect reason `kicked`. Its will is published (not a normal disconnect [MQTT-3.1.2-8]). False if the
+   * client id is not connected.
+   */
+  kick(clientId: string, reason = 'administrative action'): boolean {
+    const c = this.liveClient(clientId);
+    if (c === undefined) return false;
+    this.logger.info('client kicked', { event: 'client.kicked', clientId, reason, remoteAddress: c.conn.remoteAddress });
+    // Accepted but its CONNACK still waits for the store: nothing may go out before the CONNACK
+    // [MQTT-3.2.0-1], so the socket is only closed (the queued CONNACK is not sent to a closed client).
+    if (c.connectedAt === 0) c.closeNow(ReasonCode.AdministrativeAction, reason);
+    else c.disconnect(ReasonCode.AdministrativeAction, reason);
+    return true;
+  }
+
+  /**
+   * Discard a session: its connection is kicked first, then the session ends (memory and store) in the same turn,
+   * so a CONNECT handled after this gets a new session, never the old one. False if there was none.
+   */
+  discardSession(clientId: string): boolean {
+    const kicked = this.kick(clientId, 'session discarded by an administrator');
+    const s = this.sessions.get(clientId);
+    if (s !== undefined) this.endSession(s);
+    return kicked || s !== undefined;
+  }
+
+  /** Remove a retained message without routing anything; false if the topic has none. */
+  deleteRetained(topic: string): boolean {
+    if (this.retained.get(topic) === undefined) return false;
+    this.setRetainedIndex(topic, null);
+    if (!topic.startsWith('$SYS/')) {
+      this.store.setRetained(topic, null);
+      this.committer.touch();
+    }
+    return true;
+  }
+
   // ---- subscriptions ----
 
   addSubscription(session: Session, req: SubscriptionRequest, qos: QoS, subId: number | undefined): { sub: Subscription; existed: boolean } {
@@ -1108,8 +1166,8 @@ export class Broker {
 
   // ---- in-process API ----
 
-  /** Publish as the broker: routed like a network PUBLISH. Resolves once it is stored (durable store). */
-  async publish(topic: string, payload: Buffer | Uint8Array | string, options: { qos?: QoS; retain?: boolean; properties?: Properties } = {}): Promise<void> {
+  /** Publish as the broker: routed like a network PUBLISH. Resolves once it is stored (durable store), to the number of recipients. */
+  async publish(topic: string, payload: Buffer | Uint8Array | string, options: { qos?: QoS; retain?: boolean; properties?: Properties } = {}): Promise<number> {
     if (this.closing) throw new PetrelError('PETREL_ERR_CLOSED', 'the broker is closed');
     const bad = typeof topic === 'string' ? validateTopicName(topic) ?? this.tooDeep(topic) : 'topic must be a string';
     if (bad !== null) throw new PetrelError('PETREL_ERR_TOPIC', `invalid topic ${quoteShort(topic)}: ${bad}`);
@@ -1132,9 +1190,10 @@ export class Broker {
       this.nextMessageId(), topic, Buffer.from(buf), qos, options.retain === true,
       forwardableProperties(options.properties), expiry === undefined ? undefined : now + expiry * 1000, now, undefined,
     );
-    this.publishMessage(msg);
+    const matched = this.publishMessage(msg);
     this.notifyPublish(null, msg);
     if (this.committer.holding) await new Promise<void>((resolve) => this.committer.after(resolve));
+    return matched;
   }
 
   /** In-process subscription: an async iterable of messages. */

@@ -83,6 +83,10 @@ export class Client implements ConnectionHandler, AckSink {
   problemInfo = true;
   /** Session Expiry Interval the CONNECT asked for (v5), before limits.maxSessionExpiry capped it. */
   connectExpiry = 0;
+  /** Clean Start (v5) / Clean Session (3.1.1) of the CONNECT. */
+  cleanStart = false;
+  /** When the CONNACK went out and the session was attached (Date.now()), 0 before (the admin API shows it). */
+  connectedAt = 0;
 
   will: WillMessage | undefined = undefined;
   /** Set by DISCONNECT 0x00: the will is not published [MQTT-3.14.4-3]. */

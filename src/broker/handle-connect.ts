@@ -37,6 +37,7 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
   const broker = client.broker;
   const limits = broker.limits;
   client.version = p.protocolVersion;
+  client.cleanStart = p.clean;
   // A certificate identity (the listener's identityAsUsername) is the user name, whatever the CONNECT says.
   const certUser = client.conn.meta.certificateUsername;
   client.username = certUser ?? p.username;
@@ -81,6 +82,12 @@ export function handleConnect(client: Client, p: ConnectPacket): void {
     return client.refuseConnect(ReasonCode.ClientIdentifierNotValid, 'MQTT 3.1 client id longer than 23');
   }
   client.clientId = clientId;
+  const banned = broker.banned;
+  if (banned !== null) {
+    // The admin API's ban list: 0x8A Banned (3.1/3.1.1: return code 5 Not authorized) [MQTT-3.2.2-8].
+    const why = banned(clientId, client.username, remoteIp(client));
+    if (why !== null) return client.refuseConnect(ReasonCode.Banned, why);
+  }
 
   // ---- session expiry ----
   const props: Properties | undefined = p.properties;

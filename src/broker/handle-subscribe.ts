@@ -13,6 +13,7 @@ import type { AuthorizeSubscribeResult } from './hooks.js';
 import type { AclIdentity } from '../auth/acl.js';
 import type { Broker } from './broker.js';
 import type { Message } from './message.js';
+import type { Session } from './session.js';
 
 /** Retained messages of a partially granted subscription: only those its client may read (at the time they are sent). */
 function* readableOnly(broker: Broker, identity: AclIdentity, items: Iterator<Message>): Generator<Message, undefined, undefined> {
@@ -128,7 +129,7 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
 function apply(client: Client, p: SubscribePacket, granted: number[], subId: number | undefined): void {
   const broker = client.broker;
   const session = client.session!;
-  const retainedFor: { filter: string; qos: QoS; subIds: readonly number[] | undefined; noLocal: boolean; identity: AclIdentity | null }[] = [];
+  const retainedFor: RetainedFor[] = [];
   const codes: number[] = new Array(granted.length);
   const acl = broker.acl;
   for (let i = 0; i < granted.length; i++) {
@@ -163,15 +164,52 @@ function apply(client: Client, p: SubscribePacket, granted: number[], subId: num
     codes[i] = code;
   }
   broker.committer.send(client, client.encode({ type: 9, packetId: p.packetId, reasonCodes: codes }));
-  if (retainedFor.length > 0) {
-    broker.committer.after(() => {
-      if (client.state !== ClientState.Connected || client.session !== session) return;
-      // Owed to the session and sent as its socket and window allow (OutboundQueue.deliverRetained), so a
-      // client that reads gets every one, at any QoS.
-      for (const r of retainedFor) {
-        const items = broker.retained.iterate(r.filter);
-        session.out.deliverRetained(r.filter, r.identity === null ? items : readableOnly(broker, r.identity, items), r.qos, r.subIds, r.noLocal);
-      }
-    });
+  sendRetained(broker, session, client, retainedFor);
+}
+
+interface RetainedFor {
+  filter: string;
+  qos: QoS;
+  subIds: readonly number[] | undefined;
+  noLocal: boolean;
+  identity: AclIdentity | null;
+}
+
+/** Once the subscriptions are stored: their retained messages, owed to the session (after the SUBACK, if any). */
+function sendRetained(broker: Broker, session: Session, client: Client | null, retainedFor: RetainedFor[]): void {
+  if (retainedFor.length === 0) return;
+  broker.committer.after(() => {
+    if (client !== null ? client.state !== ClientState.Connected || client.session !== session : session.ended) return;
+    // Owed to the session and sent as its socket and window allow (OutboundQueue.deliverRetained), so a
+    // client that reads gets every one, at any QoS; an offline stored session queues them.
+    for (const r of retainedFor) {
+      const items = broker.retained.iterate(r.filter);
+      session.out.deliverRetained(r.filter, r.identity === null ? items : readableOnly(broker, r.identity, items), r.qos, r.subIds, r.noLocal);
+    }
+  });
+}
+
+/**
+ * A subscription added to a session by the admin API (no SUBSCRIBE packet, granted as asked: the caller holds
+ * the admin token). Stored and sent its retained messages exactly as for a SUBSCRIBE, per Retain Handling
+ * [MQTT-3.3.1-9/10/11]; never for a shared subscription [MQTT-3.8.4]. A reason the filter cannot be added
+ * (limits), or null.
+ */
+export function subscribeSession(broker: Broker, session: Session, req: SubscriptionRequest): string | null {
+  const limits = broker.limits;
+  const shared = parseSharedFilter(req.filter);
+  if (shared !== null && !limits.sharedSubscriptions) return 'shared subscriptions are not supported (limits.sharedSubscriptions)';
+  if (!limits.wildcardSubscriptions && /[+#]/.test(shared ? shared.filter : req.filter)) return 'wildcard subscriptions are not supported (limits.wildcardSubscriptions)';
+  if (!session.subscriptions.has(req.filter) && session.subscriptions.size >= limits.maxSubscriptionsPerSession) {
+    return `the session has limits.maxSubscriptionsPerSession (${limits.maxSubscriptionsPerSession}) subscriptions`;
   }
+  const deep = broker.tooDeep(req.filter);
+  if (deep !== null) return deep;
+  const qos = Math.min(req.qos, limits.maxQoS) as QoS;
+  const { sub, existed } = broker.addSubscription(session, req, qos, undefined);
+  sub.aclIdentity = null;
+  if (sub.group === null && (req.retainHandling === 0 || (req.retainHandling === 1 && !existed))) {
+    sendRetained(broker, session, session.client, [{ filter: sub.topicFilter, qos, subIds: sub.subIds, noLocal: req.noLocal, identity: null }]);
+  }
+  return null;
 }

@@ -205,6 +205,11 @@ export interface HttpOptions {
   token?: string;
   /** User name and password /metrics requires (Authorization: Basic). With token too, either is accepted. */
   basicAuth?: { username: string; password: string };
+  /**
+   * Bearer token of the admin API (/api/v1, README "Admin API"); without one the admin API is off (404).
+   * Non-empty, no white space.
+   */
+  adminToken?: string;
 }
 
 /** The range of each integer limit (resolveLimits checks it; the config schema states it). */
@@ -480,15 +485,18 @@ function resolveObservability(options: BrokerOptions): Pick<ResolvedOptions, 'ht
   }
   const h = options.http;
   if (h === undefined) return { http: undefined, metrics, sysInterval };
-  if (h === null || typeof h !== 'object') throw optionError('http', 'must be an object { port, host?, token?, basicAuth? }');
+  if (h === null || typeof h !== 'object') throw optionError('http', 'must be an object { port, host?, token?, basicAuth?, adminToken? }');
   for (const key of Object.keys(h)) {
-    if (!['port', 'host', 'token', 'basicAuth'].includes(key)) throw optionError(`http.${key}`, 'unknown option; known options are port, host, token, basicAuth');
+    if (!['port', 'host', 'token', 'basicAuth', 'adminToken'].includes(key)) throw optionError(`http.${key}`, 'unknown option; known options are port, host, token, basicAuth, adminToken');
   }
   if (!Number.isInteger(h.port) || h.port < 0 || h.port > 65535) {
     throw optionError('http.port', `must be an integer from 0 to 65535, got ${JSON.stringify(h.port)}`);
   }
   if (h.host !== undefined && (typeof h.host !== 'string' || h.host === '')) throw optionError('http.host', 'must be a non-empty string');
   if (h.token !== undefined && (typeof h.token !== 'string' || h.token === '')) throw optionError('http.token', 'must be a non-empty string');
+  if (h.adminToken !== undefined && (typeof h.adminToken !== 'string' || h.adminToken === '' || /\s/.test(h.adminToken))) {
+    throw optionError('http.adminToken', 'must be a non-empty string without white space');
+  }
   const b = h.basicAuth;
   if (b !== undefined) {
     if (b === null || typeof b !== 'object') throw optionError('http.basicAuth', 'must be { username, password }');

@@ -49,6 +49,8 @@ export interface CliConfig {
   /** HTTP listener (/metrics, health): port and host, undefined when off. */
   httpPort: number | undefined;
   httpHost: string | undefined;
+  /** Bearer token of the admin API (--admin-token-file, PETREL_ADMIN_TOKEN), undefined when off. */
+  adminToken: string | undefined;
   sysInterval: number | undefined;
   /** Cluster mode: the Redis URL or socket, the node's name. */
   cluster: { redis: string; nodeId?: string; leaseMs?: number } | undefined;
@@ -221,6 +223,11 @@ const SETTINGS: Setting[] = [
   s('closeTimeout', '--close-timeout', 'PETREL_CLOSE_TIMEOUT', 'number', 'Seconds to wait for connections to close on shutdown', { group: 'Operations', value: 5, unit: 's', min: 0, arg: 'SECONDS' }),
   s('httpPort', '--http-port', 'PETREL_HTTP_PORT', 'port', 'Open the HTTP listener on this port: /metrics (Prometheus), /livez, /readyz', { group: 'Operations', dflt: 'off' }),
   s('httpHost', '--http-host', 'PETREL_HTTP_HOST', 'string', 'Address of the HTTP listener', { group: 'Operations', value: '127.0.0.1', dflt: '127.0.0.1 (loopback only)', arg: 'ADDRESS' }),
+  s('adminTokenFile', '--admin-token-file', 'PETREL_ADMIN_TOKEN_FILE', 'path', 'Turn the admin API (/api/v1) on; its bearer token is the first line of FILE (or the variable PETREL_ADMIN_TOKEN)', {
+    group: 'Operations',
+    dflt: 'off',
+  }),
+  { key: 'adminToken', flag: undefined, env: 'PETREL_ADMIN_TOKEN', kind: 'string', describe: 'The admin API token itself, from the environment (prefer --admin-token-file: a variable shows in the process table of some systems)', group: 'Operations' },
   s('sysInterval', '--sys-interval', 'PETREL_SYS_INTERVAL', 'int', 'Seconds between $SYS updates; 0 turns the $SYS topics off', { group: 'Operations', value: 10, unit: 's', min: 0, max: 86400, arg: 'SECONDS' }),
   s('cluster.redis', '--cluster', 'PETREL_CLUSTER', 'string', 'Run as one node of a cluster sharing this Redis (redis://host:port, rediss://..., or a Unix socket path)', {
     group: 'Cluster',
@@ -864,6 +871,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (get<string | undefined>('httpHost', undefined) !== undefined && get<number | undefined>('httpPort', undefined) === undefined) {
     throw new ConfigError('--http-host', 'needs --http-port');
   }
+  const adminToken = adminTokenOf(merged.get('adminTokenFile'), merged.get('adminToken'), merged.has('httpPort'));
   return {
     port: get('port', 1883),
     host: get<string | undefined>('host', undefined),
@@ -882,6 +890,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     closeTimeout: get('closeTimeout', 5),
     httpPort: get<number | undefined>('httpPort', undefined),
     httpHost: get<string | undefined>('httpHost', undefined),
+    adminToken,
     sysInterval: get<number | undefined>('sysInterval', undefined),
     cluster: clusterOf(get<string | undefined>('cluster.redis', undefined), get<string | undefined>('cluster.nodeId', undefined), get<number | undefined>('cluster.leaseMs', undefined)),
     workers: get('workers', 1),
@@ -893,6 +902,24 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     version: args.version,
     printSchema: args.printSchema,
   };
+}
+
+/** The admin token: the first line of --admin-token-file, or PETREL_ADMIN_TOKEN / adminToken (the higher layer wins). */
+function adminTokenOf(file: Value | undefined, token: Value | undefined, http: boolean): string | undefined {
+  const from = file !== undefined && (token === undefined || file.layer >= token.layer) ? file : token;
+  if (from === undefined) return undefined;
+  if (!http) throw new ConfigError(from.where, 'needs --http-port (the admin API is served by the HTTP listener)');
+  let value = from.v as string;
+  if (from === file) {
+    try {
+      value = readFileSync(value, 'utf8').split(/\r?\n/, 1)[0]!.trim();
+    } catch (err) {
+      throw new ConfigError(from.where, `cannot read the admin token file ${value}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    if (value === '') throw new ConfigError(from.where, `the first line of ${from.v as string} is empty; it must hold the admin token`);
+  }
+  if (/\s/.test(value)) throw new ConfigError(from.where, 'the admin token must not contain white space');
+  return value;
 }
 
 function clusterOf(redis: string | undefined, nodeId: string | undefined, leaseMs: number | undefined): CliConfig['cluster'] {
@@ -943,6 +970,7 @@ export function toBrokerOptions(c: CliConfig): BrokerOptions {
   if (c.auth !== undefined) opts.auth = c.auth;
   if (c.responseInformation !== undefined) opts.responseInformation = c.responseInformation;
   if (c.httpPort !== undefined) opts.http = c.httpHost === undefined ? { port: c.httpPort } : { port: c.httpPort, host: c.httpHost };
+  if (c.adminToken !== undefined && opts.http !== undefined) opts.http.adminToken = c.adminToken;
   if (c.sysInterval !== undefined) opts.sysInterval = c.sysInterval;
   if (c.cluster !== undefined) opts.cluster = c.cluster;
   return opts;

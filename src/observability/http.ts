@@ -3,8 +3,8 @@
 // The bearer token or basic auth applies to /metrics; the health probes are always open (a kubelet or a load
 // balancer has no credentials, and they say nothing but "up" / "ready").
 //
-// Routes live in a table (exact paths, and prefixes for whole subtrees) so that the admin API (/api/v1/...)
-// and the dashboard can be added with addRoute() / addPrefix() later.
+// Routes live in a table (exact paths, and prefixes for whole subtrees): the admin API (/api/v1/..., admin/)
+// adds itself with addRoute() / addPrefix() when http.adminToken is set.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
@@ -35,6 +35,10 @@ export interface HttpListener {
   addRoute(path: string, route: Route): void;
   /** Every path under a prefix ('/api/v1/'), tried after the exact paths, longest prefix first. */
   addPrefix(prefix: string, route: Route): void;
+  /** Open HTTP connections (the admin API's listener list). */
+  readonly connections: number;
+  /** Run at close(), before the server closes (the admin API stops its timer). */
+  onClose(fn: () => void): void;
   close(): Promise<void>;
 }
 
@@ -156,6 +160,12 @@ export async function startHttp(broker: Broker, options: HttpOptions & { host: s
     });
   });
   server.on('error', (err) => broker.logger.error('HTTP listener error', { event: 'http.error', err }));
+  let connections = 0;
+  server.on('connection', (socket) => {
+    connections++;
+    socket.once('close', () => connections--);
+  });
+  const closing: (() => void)[] = [];
   const a = server.address() as AddressInfo;
   return {
     address: { host: a.address, port: a.port },
@@ -166,8 +176,15 @@ export async function startHttp(broker: Broker, options: HttpOptions & { host: s
       prefixes.push([prefix, route]);
       prefixes.sort((x, y) => y[0].length - x[0].length);
     },
+    get connections(): number {
+      return connections;
+    },
+    onClose(fn: () => void): void {
+      closing.push(fn);
+    },
     close(): Promise<void> {
       stopSampler?.();
+      for (const fn of closing.splice(0)) fn();
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

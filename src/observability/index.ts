@@ -1,6 +1,6 @@
-// What the broker starts beside MQTT: the $SYS tree (sys.ts, from start()) and the HTTP listener with /metrics
-// and the health probes (http.ts, metrics.ts, from listen()). prom-client and node:http are loaded only when
-// an HTTP listener is configured.
+// What the broker starts beside MQTT: the $SYS tree (sys.ts, from start()) and the HTTP listener with /metrics,
+// the health probes and, with http.adminToken, the admin API (http.ts, metrics.ts, admin/, from listen()).
+// prom-client and node:http are loaded only when an HTTP listener is configured.
 
 import type { Broker } from '../broker/broker.js';
 import type { ResolvedOptions } from '../broker/options.js';
@@ -31,7 +31,12 @@ export function startObservability(broker: Broker, options: ResolvedOptions): Ob
       opening ??= (async () => {
         const { startHttp } = await import('./http.js');
         http = await startHttp(broker, h, options.metrics);
-        broker.logger.info('listening', { event: 'listener.listening', transport: 'http', host: http.address.host, port: http.address.port });
+        if (h.adminToken !== undefined) {
+          // The admin API (/api/v1, admin/): only with its token; without one every /api/v1 path is 404.
+          const { startAdmin } = await import('./admin/index.js');
+          startAdmin(broker, http, h.adminToken);
+        }
+        broker.logger.info('listening', { event: 'listener.listening', transport: 'http', host: http.address.host, port: http.address.port, admin: h.adminToken !== undefined });
       })();
       return opening;
     },
