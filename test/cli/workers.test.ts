@@ -12,7 +12,7 @@ import { connect as netConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { connectMqtt, endAll, uniqueId, type Connected } from '../helpers/mqttjs.js';
+import { connectMqtt, connectRetry, endAll, uniqueId, type Connected } from '../helpers/mqttjs.js';
 import { LineProcess } from '../helpers/processes.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
 import { CLI } from './cli-process.js';
@@ -113,19 +113,6 @@ async function landOn(w: Workers, want: (node: string) => boolean, options: obje
     await endAll(c.client);
   }
   throw new Error('no connection landed on the wanted worker in 8 tries');
-}
-
-/** Connect, retrying while the cluster waits for a dead worker's lease (bounded). */
-async function connectRetry(url: string, options: object, ms = 20_000): Promise<Connected> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await connectMqtt(url, options, 8000);
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(200);
-    }
-  }
 }
 
 describe('petrel --workers 2', { timeout: 90_000 }, () => {

@@ -5,33 +5,13 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Store } from 'mqtt';
-import { connectMqtt, endAll, uniqueId, type Connected } from '../helpers/mqttjs.js';
+import { connectMqtt, connectRetry, endAll, KeptStore, uniqueId } from '../helpers/mqttjs.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
 import { startCluster, type Node, type TestCluster } from './nodes.js';
 
 const LEASE = 1000;
 const v5 = { protocolVersion: 5 as const };
 const persistent = (clientId: string) => ({ ...v5, clientId, clean: false, properties: { sessionExpiryInterval: 600 } });
-
-/** A packet store that outlives its MQTT.js client (end() closes the store it was given). */
-class KeptStore extends Store {
-  override close(cb?: () => void): void {
-    cb?.();
-  }
-}
-
-async function connectRetry(url: string, options: object, ms = 20_000): Promise<Connected> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await connectMqtt(url, options, 8000);
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(200);
-    }
-  }
-}
 
 /** The victim killed itself at the armed point (not by a timeout, not at another point). */
 async function crashed(node: Node, spec: string, ms = 15_000): Promise<void> {
