@@ -203,6 +203,10 @@ static struct {
   double idle_wait; /* idle mode: seconds more, after settle, before the idle RSS reading */
   int keepalive;
   int sndbuf;
+  int sub_port;        /* subscribers connect here (0: --port); a cluster's other node */
+  int cpu_pids[8];     /* more processes whose CPU time is measured over the window (--cpu-pids a,b) */
+  int n_cpu_pids;
+  int sub_alt;         /* 1: every other subscriber on --sub-port, the rest on --port */
   int verbose;
   uint32_t run_id;
   uint64_t max_msgs; /* per publisher cap (0 = none) */
@@ -216,6 +220,7 @@ static void usage(void) {
           "              [--refill WINDOW/4] [--qos0-window auto] [--warmup 1] [--duration 5] [--drain 5] [--clean-sub 1] [--max-msgs N]\n"
           "  idle:       --conns N [--concurrency 100] [--settle 2] [--idle-wait 0]\n"
           "  common:     [--broker-pid PID] [--prefix lg] [--keepalive 60] [--sndbuf BYTES]\n"
+          "              [--sub-port P [--sub-alt 1]] [--cpu-pids PID,PID...]\n"
           "              [--setup-timeout 60] [--verbose]\n");
   exit(2);
 }
@@ -249,6 +254,9 @@ static void parse_args(int argc, char **argv) {
   cfg.idle_wait = 0;
   cfg.keepalive = 60;
   cfg.sndbuf = 0;
+  cfg.sub_port = 0;
+  cfg.n_cpu_pids = 0;
+  cfg.sub_alt = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -285,6 +293,16 @@ static void parse_args(int argc, char **argv) {
     else if (OPT("--idle-wait")) cfg.idle_wait = atof(v);
     else if (OPT("--keepalive")) cfg.keepalive = atoi(v);
     else if (OPT("--sndbuf")) cfg.sndbuf = atoi(v);
+    else if (OPT("--sub-port")) cfg.sub_port = atoi(v);
+    else if (OPT("--sub-alt")) cfg.sub_alt = atoi(v);
+    else if (OPT("--cpu-pids")) {
+      const char *q = v;
+      while (q && *q && cfg.n_cpu_pids < 8) {
+        cfg.cpu_pids[cfg.n_cpu_pids++] = atoi(q);
+        q = strchr(q, ',');
+        if (q) q++;
+      }
+    }
     else if (OPT("--max-msgs")) cfg.max_msgs = strtoull(v, NULL, 10);
     else if (!strcmp(a, "--verbose")) cfg.verbose = 1;
     else {
@@ -943,6 +961,7 @@ static void run_dirty(uint64_t now) {
 /* --------------------------------------------------------------- connect */
 
 static struct sockaddr_in broker_addr;
+static struct sockaddr_in sub_addr;
 static size_t rbuf_size = 256 * 1024;
 
 static void start_connect(conn_t *c) {
@@ -976,7 +995,8 @@ static void start_connect(conn_t *c) {
   struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
   c->ev = e.events;
   if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0) die("epoll_ctl add: %s", strerror(errno));
-  int rc = connect(fd, (struct sockaddr *)&broker_addr, sizeof broker_addr);
+  struct sockaddr_in *to = c->role == ROLE_SUB && (!cfg.sub_alt || c->idx % 2 == 1) ? &sub_addr : &broker_addr;
+  int rc = connect(fd, (struct sockaddr *)to, sizeof *to);
   if (rc < 0 && errno != EINPROGRESS) conn_fail(c, strerror(errno));
 }
 
@@ -1324,6 +1344,7 @@ static int run_throughput(void) {
 
   /* ---- send phase ---- */
   double lcpu_m0 = 0, lcpu_m1 = 0, bcpu_m0 = -1, bcpu_m1 = -1;
+  double xcpu_m0[8] = {-1, -1, -1, -1, -1, -1, -1, -1}, xcpu_m1[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
   static cpustat_t cs0, cs1;
   uint64_t recv_m0 = 0, recv_m1 = 0;
   uint64_t sent_m0 = 0, sent_m1 = 0, acked_m0 = 0, acked_m1 = 0;
@@ -1364,6 +1385,7 @@ static int run_throughput(void) {
         measured = 1;
         lcpu_m0 = self_cpu();
         bcpu_m0 = proc_cpu(cfg.broker_pid);
+        for (int k = 0; k < cfg.n_cpu_pids; k++) xcpu_m0[k] = proc_cpu(cfg.cpu_pids[k]);
         read_cpustat(&cs0);
         recv_m0 = G.received_total;
         for (int i = 0; i < cfg.pubs; i++) { sent_m0 += pubs[i].sent; acked_m0 += pubs[i].acked; }
@@ -1372,6 +1394,7 @@ static int run_throughput(void) {
         G.measuring = 0;
         lcpu_m1 = self_cpu();
         bcpu_m1 = proc_cpu(cfg.broker_pid);
+        for (int k = 0; k < cfg.n_cpu_pids; k++) xcpu_m1[k] = proc_cpu(cfg.cpu_pids[k]);
         read_cpustat(&cs1);
         recv_m1 = G.received_total;
         for (int i = 0; i < cfg.pubs; i++) { sent_m1 += pubs[i].sent; acked_m1 += pubs[i].acked; }
@@ -1490,6 +1513,10 @@ static int run_throughput(void) {
           (bcpu_m0 >= 0 && bcpu_m1 >= 0) ? bcpu_m1 - bcpu_m0 : -1.0,
           (bcpu_m0 >= 0 && bcpu_m1 >= 0 && dur > 0) ? 100 * (bcpu_m1 - bcpu_m0) / dur : -1.0);
   json_cpustat(o, &cs0, &cs1);
+  fprintf(o, ",\"cpu_pids_s\":[");
+  for (int k = 0; k < cfg.n_cpu_pids; k++)
+    fprintf(o, "%s%.3f", k ? "," : "", (xcpu_m0[k] >= 0 && xcpu_m1[k] >= 0) ? xcpu_m1[k] - xcpu_m0[k] : -1.0);
+  fprintf(o, "]");
   fprintf(o, ",\"syscalls\":{\"pub_send\":%llu,\"pub_recv\":%llu,\"sub_send\":%llu,\"sub_recv\":%llu},",
           (unsigned long long)G.sends[ROLE_PUB], (unsigned long long)G.recvs[ROLE_PUB],
           (unsigned long long)G.sends[ROLE_SUB], (unsigned long long)G.recvs[ROLE_SUB]);
@@ -1515,6 +1542,8 @@ int main(int argc, char **argv) {
   broker_addr.sin_family = AF_INET;
   broker_addr.sin_port = htons((uint16_t)cfg.port);
   if (inet_pton(AF_INET, cfg.host, &broker_addr.sin_addr) != 1) die("bad --host (IPv4 address expected): %s", cfg.host);
+  sub_addr = broker_addr;
+  if (cfg.sub_port > 0) sub_addr.sin_port = htons((uint16_t)cfg.sub_port);
   epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) die("epoll_create1: %s", strerror(errno));
   return cfg.mode == MODE_IDLE ? run_idle() : run_throughput();

@@ -70,12 +70,13 @@ function describe(sc, r) {
     return `${r.connected}/${r.conns} connected, ${fmtRate(r.connect_rate)} conn/s (cold ${fmtRate(r.connect_rate_cold)}), ${(r.rss_per_conn_bytes / 1024).toFixed(2)} KB/conn after 2 s` +
       (r.rss_per_conn_idle_bytes > 0 ? `, ${(r.rss_per_conn_idle_bytes / 1024).toFixed(2)} KB/conn idle` : '') +
       ` (loadgen ${r.loadgen_cpu_s?.toFixed(2)} s CPU, broker ${r.broker_cpu_s?.toFixed(2)} s)${r.error ? ` [${r.error}]` : ''}`;
-  const lat = sc.id.startsWith('latency') ? ` p50 ${(r.latency.p50_us / 1e3).toFixed(2)} ms p99 ${(r.latency.p99_us / 1e3).toFixed(2)} ms` : '';
+  const lat = sc.id.includes('latency') ? ` p50 ${(r.latency.p50_us / 1e3).toFixed(2)} ms p99 ${(r.latency.p99_us / 1e3).toFixed(2)} ms` : '';
   const check = [];
   if (r.lost) check.push(`lost ${r.lost}`);
   if (r.duplicates) check.push(`dup ${r.duplicates}`);
   if (r.inflight_unacked) check.push(`unacked ${r.inflight_unacked}`);
-  return `${fmtRate(r.recv_rate)} msg/s${lat} | loadgen ${r.loadgen_cpu_pct?.toFixed(0)}% broker ${r.broker_cpu_pct?.toFixed(0)}% cpu | ${
+  const redis = r.redis_us_per_msg != null ? ` (redis ${r.redis_cpu_pct?.toFixed(0)}%, ${r.redis_us_per_msg.toFixed(1)} µs/msg)` : '';
+  return `${fmtRate(r.recv_rate)} msg/s${lat} | loadgen ${r.loadgen_cpu_pct?.toFixed(0)}% broker ${r.broker_cpu_pct?.toFixed(0)}%${redis} cpu | ${
     r.ok ? 'ok' : 'FAIL'
   }${check.length ? ` (${check.join(', ')})` : ''}${r.error ? ` [${r.error}]` : ''}`;
 }
@@ -113,7 +114,12 @@ async function runOne(sc, broker, opts) {
     return { error: `broker start failed: ${e.message}` };
   }
   try {
-    const common = { host: HOST, port: b.port, brokerPid: b.pid };
+    if (broker === 'petrel-workers2') {
+      // The workers and their redis-server are the primary's children: their CPU is measured, not the primary's.
+      await sleep(2000);
+      b.cpuPids = childPids(b.pid);
+    }
+    const common = { host: HOST, port: b.port, brokerPid: b.pid, subPort: b.subPort, cpuPids: b.cpuPids?.length ? b.cpuPids.join(',') : undefined };
     let res;
     if (sc.kind === 'idle') {
       const load = { ...sc.load, ...(opts.quick ? sc.quickLoad : {}) };
@@ -154,6 +160,7 @@ async function runOne(sc, broker, opts) {
         { cpu: LOADGEN_CPU },
       );
     }
+    if (b.cpuPids?.length && Array.isArray(res.cpu_pids_s)) clusterCpu(broker, b, res);
     if (!b.alive()) {
       let tail = '';
       try {
@@ -165,6 +172,36 @@ async function runOne(sc, broker, opts) {
     return res;
   } finally {
     await b.stop();
+  }
+}
+
+/** Direct children of a process (Linux). */
+function childPids(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A broker made of several processes: its CPU is their sum over the measured window (broker_cpu_pct), and for
+ * the cluster the share of redis-server, per message published (microseconds).
+ */
+function clusterCpu(broker, b, res) {
+  const dur = res.duration_s;
+  const parts = res.cpu_pids_s.filter((x) => x >= 0);
+  const own = broker === 'petrel-workers2' ? 0 : Math.max(0, res.broker_cpu_s ?? 0);
+  const total = own + parts.reduce((a, x) => a + x, 0);
+  res.broker_cpu_s_self = res.broker_cpu_s;
+  res.broker_cpu_s = total;
+  if (dur > 0) res.broker_cpu_pct = (100 * total) / dur;
+  if (broker.startsWith('petrel-cluster')) {
+    const redis = res.cpu_pids_s[1];
+    const published = (res.pub_rate ?? 0) * dur;
+    res.redis_cpu_s = redis;
+    res.redis_cpu_pct = dur > 0 ? (100 * redis) / dur : null;
+    res.redis_us_per_msg = published > 0 && redis >= 0 ? (redis * 1e6) / published : null;
   }
 }
 

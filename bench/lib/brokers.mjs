@@ -65,10 +65,26 @@ export const BROKERS = {
   // bench/metrics-broker.mjs: Petrel embedded with /metrics and the latency histograms on, or metrics off.
   'metrics-on': { label: 'Petrel, metrics on', kind: 'node' },
   'metrics-off': { label: 'Petrel, metrics off', kind: 'node' },
+  // Two `petrel --cluster` nodes and their redis-server (AOF appendfsync always), all three pinned to CPU 0 as
+  // one broker is: publishers connect to node 1, subscribers to node 2 (every message crosses).
+  'petrel-cluster': { label: 'Petrel cluster, 2 nodes (1 core)', kind: 'node' },
+  // `petrel --workers 2` (two nodes and the embedded redis-server), pinned to CPU 0 like the others.
+  'petrel-cluster-everysec': { label: 'Petrel cluster, 2 nodes, Redis AOF everysec (1 core)', kind: 'node' },
+  'petrel-workers2': { label: 'Petrel --workers 2 (1 core)', kind: 'node' },
 };
+
+export function findRedisServer() {
+  for (const cand of ['redis-server', '/usr/bin/redis-server']) {
+    const r = spawnSync(cand, ['--version'], { encoding: 'utf8' });
+    if (!r.error && /Redis server v=/.test(r.stdout)) return cand;
+  }
+  return null;
+}
 
 /** null if available, else a human explanation of why it is skipped. */
 export function unavailableReason(name) {
+  if ((name.startsWith('petrel-cluster') || name === 'petrel-workers2') && !findRedisServer())
+    return 'redis-server is not installed: install it with `sudo apt-get install redis-server` to run the cluster scenarios';
   if (name.startsWith('petrel')) {
     if (!fs.existsSync(PETREL_CLI)) return `Petrel is not built (${path.relative(REPO_DIR, PETREL_CLI)} missing): run \`npm run build\``;
     return null;
@@ -96,6 +112,8 @@ export function unavailableReason(name) {
  */
 export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') } = {}) {
   fs.mkdirSync(logDir, { recursive: true });
+  if (name === 'petrel-cluster') return startPetrelCluster(logDir, 'always');
+  if (name === 'petrel-cluster-everysec') return startPetrelCluster(logDir, 'everysec');
   const port = await freePort();
   const logFile = path.join(logDir, `${name}-${port}.log`);
   let argv;
@@ -103,6 +121,10 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
   if (name.startsWith('petrel')) {
     argv = [process.execPath, PETREL_CLI, '--port', String(port), '--host', HOST];
     if (name === 'petrel') argv.push('--memory');
+    else if (name === 'petrel-workers2') {
+      cleanupDir = fs.mkdtempSync(path.join(WORK_DIR, 'petrel-workers-'));
+      argv.push('--workers', '2', '--data-dir', cleanupDir);
+    }
     else {
       cleanupDir = fs.mkdtempSync(path.join(WORK_DIR, 'petrel-data-'));
       argv.push('--data-dir', cleanupDir);
@@ -157,5 +179,66 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
       await stopTracked(proc, 3000);
       cleanup();
     },
+  };
+}
+
+async function waitForSocket(file, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (fs.existsSync(file)) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
+}
+
+/** redis-server (AOF always, Unix socket) and two Petrel cluster nodes, all on CPU 0. */
+async function startPetrelCluster(logDir, fsync) {
+  const dir = fs.mkdtempSync(path.join(WORK_DIR, 'petrel-cluster-'));
+  const sock = path.join(dir, 'redis.sock');
+  const redisBin = findRedisServer();
+  const redis = startTracked('redis-server', [redisBin, '--port', '0', '--unixsocket', sock, '--unixsocketperm', '700', '--dir', dir,
+    '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--maxmemory-policy', 'noeviction', '--logfile', path.join(dir, 'redis.log')],
+    { cpu: BROKER_CPU, logFile: path.join(logDir, 'petrel-cluster-redis.log'), cwd: REPO_DIR });
+  const procs = [redis];
+  const stopAll = async () => {
+    for (const p of procs.slice(1).reverse()) await stopTracked(p, 3000);
+    await stopTracked(redis, 3000);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  if (!(await waitForSocket(sock, 10000))) {
+    await stopAll();
+    throw new Error('redis-server did not create its socket');
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const ports = [];
+  const logFiles = [];
+  for (const id of ['n1', 'n2']) {
+    const port = await freePort();
+    const logFile = path.join(logDir, `petrel-cluster-${id}-${port}.log`);
+    const p = startTracked(`petrel-cluster-${id}`, [process.execPath, PETREL_CLI, '--port', String(port), '--host', HOST, '--cluster', sock,
+      '--node-id', id, '--memory', '--log-level', 'error'], { cpu: BROKER_CPU, logFile, cwd: REPO_DIR });
+    procs.push(p);
+    let exited = null;
+    p.exited.then((r) => (exited = r));
+    if (!(await waitForPort(HOST, port, 20000, () => exited === null))) {
+      await stopAll();
+      throw new Error(`cluster node ${id} did not start listening`);
+    }
+    ports.push(port);
+    logFiles.push(logFile);
+  }
+  const alive = procs.map(() => true);
+  procs.forEach((p, i) => p.exited.then(() => (alive[i] = false)));
+  return {
+    name: fsync === 'always' ? 'petrel-cluster' : `petrel-cluster-${fsync}`,
+    pid: procs[1].pid,
+    port: ports[0],
+    subPort: ports[1],
+    // CPU of node 2 and of redis-server, measured by the load generator over the window.
+    cpuPids: [procs[2].pid, redis.pid],
+    host: HOST,
+    logFile: logFiles[0],
+    alive: () => alive.every(Boolean),
+    stop: stopAll,
   };
 }

@@ -61,7 +61,7 @@ export function summarise(scenario, runsByBroker) {
     const s = { reps: runs.length, errors: runs.filter((r) => r.error).map((r) => r.error) };
     for (const m of scenario.metrics) s[m.key] = median(runs.map((r) => getPath(r, m.key)));
     if (scenario.kind === 'throughput') {
-      for (const k of ['loadgen_cpu_pct', 'broker_cpu_pct']) s[k] = median(runs.map((r) => getPath(r, k)));
+      for (const k of ['loadgen_cpu_pct', 'broker_cpu_pct', 'redis_cpu_pct', 'redis_us_per_msg']) s[k] = median(runs.map((r) => getPath(r, k)));
       s.core0_busy_pct = median(runs.map((r) => r.core_busy_pct?.[0]));
       s.core1_busy_pct = median(runs.map((r) => r.core_busy_pct?.[1]));
       s.lost = sum(runs.map((r) => r.lost));

@@ -132,6 +132,60 @@ export const SCENARIOS = [
     load: { ...P2P, pubTopic: 'bench/mc/%d', subFilter: 'bench/mc/%d', qos: 1 },
     metrics: [{ key: 'recv_rate', label: 'msg/s received', better: 'higher' }],
   },
+  // Cluster (issue 12): 'petrel-cluster' is two nodes and their redis-server on the one broker core, publishers on
+  // node 1 and subscribers on node 2 (every message crosses through Redis); single-node Petrel and Mosquitto run the
+  // same load on one process. Ratios to both, in the same run.
+  {
+    id: 'cluster-p2p-qos0',
+    title: 'Cluster: point-to-point 100 pairs across nodes, QoS 0',
+    kind: 'throughput',
+    only: ['petrel', 'mosquitto'],
+    extraBrokers: ['petrel-cluster'],
+    load: { ...P2P, pubTopic: 'bench/c0/%d', subFilter: 'bench/c0/%d', qos: 0 },
+    metrics: [{ key: 'recv_rate', label: 'msg/s received', better: 'higher' }],
+  },
+  {
+    id: 'cluster-p2p-qos1',
+    title: 'Cluster: point-to-point 100 pairs across nodes, QoS 1',
+    kind: 'throughput',
+    only: ['petrel', 'mosquitto'],
+    extraBrokers: ['petrel-cluster', 'petrel-cluster-everysec'],
+    load: { ...P2P, pubTopic: 'bench/c1/%d', subFilter: 'bench/c1/%d', qos: 1 },
+    metrics: [{ key: 'recv_rate', label: 'msg/s received', better: 'higher' }],
+  },
+  {
+    // Half the subscribers on each node: each message is delivered on node 1 and crosses once to node 2.
+    id: 'cluster-fanout-qos0',
+    title: 'Cluster: fan-out 1→100 through two nodes, QoS 0',
+    kind: 'throughput',
+    only: ['petrel', 'mosquitto'],
+    extraBrokers: ['petrel-cluster'],
+    load: { ...FANOUT, pubTopic: 'bench/cf', subFilter: 'bench/cf', qos: 0, subAlt: 1 },
+    metrics: [{ key: 'recv_rate', label: 'msg/s delivered', better: 'higher' }],
+  },
+  {
+    id: 'cluster-latency-qos1',
+    title: 'Cluster: latency at 5,000 msg/s across nodes, QoS 1 (1→1)',
+    kind: 'throughput',
+    only: ['petrel', 'mosquitto'],
+    extraBrokers: ['petrel-cluster', 'petrel-cluster-everysec'],
+    load: { pubs: 1, subs: 1, pubTopic: 'bench/clat', subFilter: 'bench/clat', qos: 1, rate: 5000 },
+    metrics: [
+      { key: 'latency.p50_us', label: 'p50 latency ms', short: 'p50', better: 'lower', scale: 1e-3 },
+      { key: 'latency.p99_us', label: 'p99 latency ms', short: 'p99', better: 'lower', scale: 1e-3 },
+    ],
+  },
+  {
+    // `petrel --workers 2` on the same one core as a single process: what the workers cost where they cannot add
+    // a core (this machine has two, and the load generator takes one).
+    id: 'workers-p2p-qos1',
+    title: '--workers 2 vs one process, point-to-point 100 pairs, QoS 1',
+    kind: 'throughput',
+    only: ['petrel'],
+    extraBrokers: ['petrel-workers2'],
+    load: { ...P2P, pubTopic: 'bench/wk/%d', subFilter: 'bench/wk/%d', qos: 1 },
+    metrics: [{ key: 'recv_rate', label: 'msg/s received', better: 'higher' }],
+  },
   {
     id: 'inproc',
     title: 'In-process API publish → for await, QoS 0',

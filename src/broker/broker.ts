@@ -28,7 +28,8 @@ import { Subscription, TopicTree, type Recipient } from './topic-tree.js';
 import { KeyedRateLimiter } from '../transport/token-bucket.js';
 import { BrokerAuth, UNKNOWN_IDENTITY } from '../auth/auth.js';
 import type { Acl, AclIdentity } from '../auth/acl.js';
-import { Obs } from '../observability/counters.js';
+import { closeReasonLabel, Obs } from '../observability/counters.js';
+import { petrelVersionSync } from '../observability/version.js';
 import { startObservability, type HttpAddress, type Observability } from '../observability/index.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { LoadedSession } from '../store/types.js';
@@ -192,6 +193,9 @@ export class Broker {
   private readonly expiringRetained = new Map<string, Message>();
   private expiryTimer: NodeJS.Timeout | null = null;
   private started = false;
+  /** broker.started was logged (the first listen()). */
+  private announced = false;
+  private readonly createdAt = Date.now();
   private closed = false;
   private messageId = 1;
   private localId = 0;
@@ -208,6 +212,8 @@ export class Broker {
   private readonly closeTimeout: number;
   private readonly listenerOptions: ResolvedOptions['listeners'];
   private fatalHandler: ((err: unknown) => void) | null = null;
+  /** fatal() was called: the store failed or the node fenced itself. */
+  private failed = false;
   /** Cluster mode (src/cluster/), set before start(); null for a single node. */
   cluster: Cluster | null = null;
 
@@ -217,13 +223,13 @@ export class Broker {
     this.hooks = options.hooks;
     this.authMethods = options.authMethods;
     this.responseInformation = options.responseInformation;
-    this.logger = options.logger ?? createLogger(options.logLevel);
+    this.logger = options.logger ?? createLogger(options.logLevel, { format: options.logFormat });
     this.closeTimeout = options.closeTimeout;
     this.listenerOptions = options.listeners;
     this.store = store;
     this.committer = new Committer(store, (err) => this.fatal(err), (err) => {
       this.stats.internalErrors++;
-      this.logger.error('work after a commit failed', { err });
+      this.logger.error('work after a commit failed', { event: 'broker.internal_error', err });
     });
     const perAddress = options.limits.connectionRatePerAddress;
     if (perAddress > 0) this.addressRate = new KeyedRateLimiter(perAddress, Math.max(1, perAddress));
@@ -281,7 +287,9 @@ export class Broker {
 
   /** The store failed: nothing more can be acknowledged safely. Stop. */
   fatal(err: unknown): void {
-    this.logger.error('store failure; shutting down', { err });
+    this.logger.error('store failure; shutting down', { event: 'store.failed', err });
+    // Nothing held for a commit will be sent: the connections close without waiting for their output.
+    this.failed = true;
     const h = this.fatalHandler;
     void this.close().finally(() => {
       if (h) h(err);
@@ -319,6 +327,7 @@ export class Broker {
     this.startedAt = Date.now();
     this.observability = startObservability(this, this.observabilityOptions);
     this.logger.info('store opened', {
+      event: 'store.opened',
       store: this.store.kind,
       sessions: state.sessions.length,
       retained: state.retained.length,
@@ -375,10 +384,10 @@ export class Broker {
         await fn();
       } catch (err) {
         errors.push({ part, message: err instanceof Error ? err.message : String(err) });
-        this.logger.error('reload failed; the old settings stay', { part, err });
+        this.logger.error('reload failed; the old settings stay', { event: 'config.reload_failed', part, err });
       }
     }
-    if (errors.length === 0) this.logger.info('reloaded', { parts: [...this.reloaders.keys()] });
+    if (errors.length === 0) this.logger.info('reloaded', { event: 'config.reloaded', parts: [...this.reloaders.keys()] });
     return { ok: errors.length === 0, errors };
   }
 
@@ -414,7 +423,18 @@ export class Broker {
     }
     this.listeners.push(...opened);
     for (const l of opened) {
-      this.logger.info('listening', { listener: l.address.name, transport: l.address.transport, host: l.address.host, port: l.address.port });
+      this.logger.info('listening', { event: 'listener.listening', listener: l.address.name, transport: l.address.transport, host: l.address.host, port: l.address.port });
+    }
+    if (!this.announced) {
+      this.announced = true;
+      this.logger.info('broker started', {
+        event: 'broker.started',
+        version: petrelVersionSync(),
+        node: this.cluster?.member,
+        listeners: this.listeners.length,
+        store: this.store.kind,
+        startupMs: Date.now() - this.createdAt,
+      });
     }
     return opened.map((l) => l.address);
   }
@@ -427,12 +447,12 @@ export class Broker {
     const max = this.limits.maxConnections;
     if (max > 0 && this.clients.size >= max) {
       this.stats.connectionsRefusedLimit++;
-      this.refusalLog('connection refused: limits.maxConnections reached', ip);
+      this.refusalLog('connection refused: limits.maxConnections reached', 'max_connections', ip);
       return false;
     }
     if (this.addressRate !== null && !this.addressRate.allow(ip, Date.now())) {
       this.stats.connectionsRefusedAddressRate++;
-      this.refusalLog('connection refused: limits.connectionRatePerAddress exceeded', ip);
+      this.refusalLog('connection refused: limits.connectionRatePerAddress exceeded', 'address_rate', ip);
       return false;
     }
     return true;
@@ -442,11 +462,11 @@ export class Broker {
   private lastRefusalLog = 0;
 
   /** At most one log line per second for refused sockets (a flood must not become a flood of logs). */
-  private refusalLog(msg: string, ip: string): void {
+  private refusalLog(msg: string, reason: string, ip: string): void {
     const now = Date.now();
     if (now - this.lastRefusalLog < 1000) return;
     this.lastRefusalLog = now;
-    this.logger.warn(msg, { remote: ip, refusedLimit: this.stats.connectionsRefusedLimit, refusedRate: this.stats.connectionsRefusedAddressRate });
+    this.logger.warn(msg, { event: 'connection.refused', reason, address: ip, refusedLimit: this.stats.connectionsRefusedLimit, refusedRate: this.stats.connectionsRefusedAddressRate });
   }
 
   /** A connection that passed its listener's stages; meta tells which listener and who (see ConnectionMeta). */
@@ -471,6 +491,7 @@ export class Broker {
       return;
     }
     this.closing = true;
+    this.logger.info('broker stopping', { event: 'broker.stopping', clients: this.clients.size, sessions: this.sessions.size });
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.memory.stop();
@@ -492,10 +513,10 @@ export class Broker {
     try {
       await this.committer.flush();
     } catch (err) {
-      this.logger.error('final commit failed', { err });
+      this.logger.error('final commit failed', { event: 'store.commit_failed', err });
     }
     this.committer.stop();
-    const deadline = Date.now() + this.closeTimeout * 1000;
+    const deadline = this.failed ? 0 : Date.now() + this.closeTimeout * 1000;
     while (conns.some((c) => !c.isClosed) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const c of conns) c.destroy();
     await listenersClosed;
@@ -503,14 +524,14 @@ export class Broker {
       try {
         await this.store.close();
       } catch (err) {
-        this.logger.error('store close failed', { err });
+        this.logger.error('store close failed', { event: 'store.close_failed', err });
       }
     }
     // The other nodes adopt what this node held (its lease is dropped).
     await this.cluster?.leave();
     await this.observability?.close();
     this.closed = true;
-    this.logger.info('broker closed');
+    this.logger.info('broker closed', { event: 'broker.stopped' });
   }
 
   // ---- connections and sessions ----
@@ -525,6 +546,12 @@ export class Broker {
     if (old !== undefined && old !== client) {
       // A session that lasts as long as its connection (clean session 1; v5 Session Expiry 0) ends with the
       // connection taken over, so Clean Session 0 cannot resume it [MQTT-3.1.2-6], [MQTT-3.2.2-3].
+      this.logger.info('session taken over', {
+        event: 'session.taken_over',
+        clientId,
+        remoteAddress: client.conn.remoteAddress,
+        previousRemoteAddress: old.conn.remoteAddress,
+      });
       this.releaseClient(old, !clean && old.session !== null && old.session.expiryInterval !== 0);
       old.disconnect(ReasonCode.SessionTakenOver, 'another connection took the session over');
     }
@@ -568,14 +595,29 @@ export class Broker {
   }
 
   /** CONNACK is out and the session attached. */
-  clientConnected(client: Client): void {
+  clientConnected(client: Client, cleanStart: boolean, sessionPresent: boolean): void {
     client.connectedAt = Date.now();
     this.obs.connected(client, this.stats.connects - this.obs.connectedGone);
-    if (this.logger.debugEnabled !== false) {
-      this.logger.debug('client connected', { client: client.clientId, remote: client.conn.remoteAddress, version: client.version });
-    }
+    if (this.logger.infoEnabled !== false) this.logConnected(client, cleanStart, sessionPresent);
     const hook = this.hooks.onConnect;
     if (hook) safeCall(this.logger, 'onConnect', () => hook(client.info));
+  }
+
+  private logConnected(client: Client, cleanStart: boolean, sessionPresent: boolean): void {
+    const meta = client.conn.meta;
+    this.logger.info('client connected', {
+      event: 'client.connected',
+      clientId: client.clientId,
+      username: client.username,
+      remoteAddress: client.conn.remoteAddress,
+      listener: meta.listener,
+      transport: meta.transport,
+      protocolVersion: client.version,
+      keepAlive: client.keepAliveMs / 1500,
+      cleanStart,
+      sessionPresent,
+      sessionExpiry: client.session?.expiryInterval,
+    });
   }
 
   /** A connection that never completed CONNECT went away. */
@@ -587,7 +629,18 @@ export class Broker {
 
   /** A connected client's connection ended (or is ending). */
   clientGone(client: Client): void {
-    if (this.clients.delete(client)) this.obs.socketClosed(client, true);
+    if (this.clients.delete(client)) {
+      this.obs.socketClosed(client, true);
+      // The reason is the bounded label of petrel_disconnects_total{reason} (observability/counters.ts).
+      if (this.logger.infoEnabled !== false) this.logger.info('client disconnected', {
+        event: 'client.disconnected',
+        clientId: client.clientId,
+        username: client.username,
+        remoteAddress: client.conn.remoteAddress,
+        reason: closeReasonLabel(client.closeReason, client.closedByClient, true),
+        reasonCode: client.closeReason,
+      });
+    }
     this.deadlines.remove(client);
     this.memory.forget(client);
     if (client.released) return;
@@ -643,7 +696,13 @@ export class Broker {
     if (session.expiryTimer) clearTimeout(session.expiryTimer);
     session.expiryTimer = longTimeout(at - now, () => {
       session.expiryTimer = null;
-      if (session.client === null && !session.ended) this.guarded('session expiry', () => { this.obs.sessionsExpired++; this.endSession(session); });
+      if (session.client === null && !session.ended) {
+        this.guarded('session expiry', () => {
+          this.obs.sessionsExpired++;
+          this.logger.info('session expired', { event: 'session.expired', clientId: session.id, expiryInterval: session.expiryInterval });
+          this.endSession(session);
+        });
+      }
     });
   }
 
@@ -698,12 +757,13 @@ export class Broker {
       );
       msg.own();
       this.stats.willsPublished++;
+      if (this.logger.infoEnabled !== false) this.logger.info('will published', { event: 'will.published', clientId, topic: will.topic, qos: will.qos, retain: will.retain });
       this.publishMessage(msg);
       this.notifyPublish(null, msg);
     } catch (err) {
       // Broker-owned work (a connection's end, a timer): logged, never thrown into a socket event or timer.
       this.stats.internalErrors++;
-      this.logger.error('publishing a will failed', { client: clientId, err });
+      this.logger.error('publishing a will failed', { event: 'will.failed', clientId, err });
     }
   }
 
@@ -713,7 +773,7 @@ export class Broker {
       fn();
     } catch (err) {
       this.stats.internalErrors++;
-      this.logger.error(`${what} failed`, { err });
+      this.logger.error(`${what} failed`, { event: 'broker.internal_error', err });
     }
   }
 
@@ -778,6 +838,7 @@ export class Broker {
   forgetSession(session: Session): void {
     const c = this.live.get(session.id);
     if (c !== undefined) {
+      this.logger.info('session taken over on another node', { event: 'session.taken_over', clientId: session.id, previousRemoteAddress: c.conn.remoteAddress, byNode: true });
       this.releaseClient(c, true);
       c.disconnect(ReasonCode.SessionTakenOver, 'another connection took the session over');
     }
@@ -803,6 +864,7 @@ export class Broker {
     const continues = !clean && session !== null && session.expiryInterval !== 0 && session.stored;
     const old = this.live.get(clientId);
     if (old !== undefined) {
+      this.logger.info('session taken over on another node', { event: 'session.taken_over', clientId, previousRemoteAddress: old.conn.remoteAddress, byNode: true });
       this.releaseClient(old, continues);
       old.disconnect(ReasonCode.SessionTakenOver, 'another connection took the session over');
     }
@@ -853,7 +915,7 @@ export class Broker {
   kick(clientId: string, reason = 'administrative action'): boolean {
     const c = this.liveClient(clientId);
     if (c === undefined) return false;
-    this.logger.info('client kicked', { client: clientId, reason, remote: c.conn.remoteAddress });
+    this.logger.info('client kicked', { event: 'client.kicked', clientId, reason, remoteAddress: c.conn.remoteAddress });
     // Accepted but its CONNACK still waits for the store: nothing may go out before the CONNACK
     // [MQTT-3.2.0-1], so the socket is only closed (the queued CONNACK is not sent to a closed client).
     if (c.connectedAt === 0) c.closeNow(ReasonCode.AdministrativeAction, reason);
@@ -1084,7 +1146,7 @@ export class Broker {
       const now = c.username === undefined ? undefined : passwords.get(c.username);
       if (now === undefined || now.text !== was) {
         this.stats.authRevoked++;
-        this.logger.warn('credentials revoked by reload; disconnecting', { client: c.clientId, username: c.username });
+        this.logger.warn('credentials revoked by reload; disconnecting', { event: 'auth.revoked', clientId: c.clientId, username: c.username });
         c.disconnect(ReasonCode.NotAuthorized, 'credentials revoked');
       }
     }
@@ -1230,7 +1292,7 @@ export class Broker {
       }
     } catch (err) {
       this.stats.internalErrors++;
-      this.logger.error('closing a timed-out connection failed', { client: c.clientId || undefined, err });
+      this.logger.error('closing a timed-out connection failed', { event: 'broker.internal_error', clientId: c.clientId || undefined, err });
     }
   };
 
@@ -1264,7 +1326,7 @@ function safeCall(logger: Logger, name: string, fn: () => void): void {
   try {
     fn();
   } catch (err) {
-    logger.error(`${name} hook threw`, { err });
+    logger.error(`${name} hook threw`, { event: 'hook.failed', hook: name, err });
   }
 }
 

@@ -345,12 +345,12 @@ export class Client implements ConnectionHandler, AckSink {
    */
   internalError(err: unknown): void {
     this.broker.stats.internalErrors++;
-    this.broker.logger.error('internal error; closing the connection', { client: this.clientId || undefined, remote: this.conn.remoteAddress, err });
+    this.broker.logger.error('internal error; closing the connection', { event: 'client.internal_error', clientId: this.clientId || undefined, remoteAddress: this.conn.remoteAddress, err });
     if (this.state === ClientState.Closed) return;
     try {
       this.fail(ReasonCode.ImplementationSpecificError, 'internal error');
     } catch (again) {
-      this.broker.logger.error('internal error while closing the connection', { client: this.clientId || undefined, err: again });
+      this.broker.logger.error('internal error while closing the connection', { event: 'client.internal_error', clientId: this.clientId || undefined, err: again });
       this.state = ClientState.Closed;
       this.backlog = null;
       this.conn.destroy();
@@ -484,7 +484,7 @@ export class Client implements ConnectionHandler, AckSink {
       // A field over 65,535 bytes from the embedder (a hook's or auth method's data): the encoder refuses to write
       // a malformed packet. Nothing is sent; the connection and the process carry on.
       if (!(err instanceof RangeError)) throw err;
-      this.broker.logger.error('packet not sent: it cannot be encoded', { client: this.clientId || undefined, type: p.type, err });
+      this.broker.logger.error('packet not sent: it cannot be encoded', { event: 'client.packet_not_sent', clientId: this.clientId || undefined, type: p.type, err });
       return NOT_SENT;
     }
     if (this.maxPacketSize === 0 || buf.length <= this.maxPacketSize) return buf;
@@ -603,8 +603,9 @@ export class Client implements ConnectionHandler, AckSink {
     if (this.state === ClientState.Closed) return;
     if (this.broker.logger.debugEnabled !== false) {
       this.broker.logger.debug('closing connection', {
-        client: this.clientId || undefined,
-        remote: this.conn.remoteAddress,
+        event: 'client.closing',
+        clientId: this.clientId || undefined,
+        remoteAddress: this.conn.remoteAddress,
         reason: reasonName(reasonCode),
         detail: reason,
       });
@@ -627,9 +628,13 @@ export class Client implements ConnectionHandler, AckSink {
     if (this.state === ClientState.Closed) return;
     this.broker.stats.connectsRefused++;
     this.broker.obs.connectDecided(this, reasonCode);
-    this.broker.logger.info('connection refused', {
-      client: this.clientId || undefined,
-      remote: this.conn.remoteAddress,
+    if (this.broker.logger.infoEnabled !== false) this.broker.logger.info('connection refused', {
+      event: 'client.connect_refused',
+      clientId: this.clientId || undefined,
+      username: this.username,
+      remoteAddress: this.conn.remoteAddress,
+      protocolVersion: this.version,
+      reasonCode,
       reason: reasonName(reasonCode),
       detail: reason,
     });
@@ -683,7 +688,7 @@ export class Client implements ConnectionHandler, AckSink {
       } catch (err) {
         // Called from the socket's 'close' event: a throw here would end the process.
         this.broker.stats.internalErrors++;
-        this.broker.logger.error('internal error releasing a closed connection', { client: this.clientId || undefined, err });
+        this.broker.logger.error('internal error releasing a closed connection', { event: 'client.internal_error', clientId: this.clientId || undefined, err });
         this.broker.forgetClient(this);
       }
     }

@@ -23,7 +23,7 @@ export function runAuthStep(client: Client, data: Buffer | undefined, reauthenti
   try {
     result = fn({ clientId: client.clientId, username: client.username, method, data, reauthenticate, state: client.authState });
   } catch (err) {
-    broker.logger.error('authentication method threw', { method, err });
+    broker.logger.error('authentication method threw', { event: 'hook.failed', hook: `authMethods.${method}`, err });
     stepFailed(client, ReasonCode.UnspecifiedError, 'authentication failed');
     return;
   }
@@ -32,7 +32,7 @@ export function runAuthStep(client: Client, data: Buffer | undefined, reauthenti
       result,
       (r) => applyStep(client, r),
       (err: unknown) => {
-        broker.logger.error('authentication method rejected', { method, err });
+        broker.logger.error('authentication method rejected', { event: 'hook.failed', hook: `authMethods.${method}`, err });
         stepFailed(client, ReasonCode.UnspecifiedError, 'authentication failed');
       },
     );
@@ -76,6 +76,17 @@ function applyStep(client: Client, r: AuthStepResult): void {
 
 function stepFailed(client: Client, reasonCode: number, reason: string): void {
   pendingConnects.delete(client);
+  // The method and the outcome, never the authentication data.
+  if (client.broker.logger.infoEnabled !== false) client.broker.logger.info('authentication failed', {
+    event: 'auth.failed',
+    clientId: client.clientId,
+    username: client.username,
+    remoteAddress: client.conn.remoteAddress,
+    method: client.authMethod,
+    reauthenticate: client.state !== ClientState.Authenticating,
+    reasonCode,
+    detail: reason,
+  });
   if (client.state === ClientState.Authenticating) client.refuseConnect(reasonCode, reason);
   else client.disconnect(reasonCode, client.problemInfo ? reason : undefined);
 }

@@ -199,12 +199,12 @@ function runConnectHook<R>(client: Client, what: string, refusal: string, call: 
   try {
     result = call();
   } catch (err) {
-    logger.error(`${what} threw${tag}`, { err });
+    logger.error(`${what} threw${tag}`, { event: 'hook.failed', hook: what, err });
     return client.refuseConnect(ReasonCode.UnspecifiedError, refusal);
   }
   if (result instanceof Promise) {
     client.wait(result, decide, (err: unknown) => {
-      logger.error(`${what} rejected${tag}`, { err });
+      logger.error(`${what} rejected${tag}`, { event: 'hook.failed', hook: what, err });
       client.refuseConnect(ReasonCode.UnspecifiedError, refusal);
     });
     return;
@@ -230,6 +230,15 @@ function remoteIp(client: Client): string {
 function loginFailed(client: Client, code: number, reason: string): void {
   const broker = client.broker;
   broker.stats.authFailures++;
+  // The user name and the address, never the password.
+  if (broker.logger.infoEnabled !== false) broker.logger.info('login failed', {
+    event: 'auth.failed',
+    clientId: client.clientId,
+    username: client.username,
+    remoteAddress: client.conn.remoteAddress,
+    reasonCode: code,
+    detail: reason,
+  });
   const guard = broker.auth.guard;
   if (guard !== null) {
     const ip = remoteIp(client);
@@ -237,6 +246,7 @@ function loginFailed(client: Client, code: number, reason: string): void {
       broker.stats.authBans++;
       // The address and the user name, never the password.
       broker.logger.warn('address banned after failed logins', {
+        event: 'auth.banned',
         address: ip,
         failures: guard.options.maxFailures,
         windowSeconds: guard.options.windowSeconds,
@@ -276,7 +286,7 @@ function authenticateDefault(client: Client, pending: PendingConnect): void {
     };
     if (typeof r === 'string') return decide(r);
     client.wait(r, decide, (err: unknown) => {
-      broker.logger.error('password verification failed', { err });
+      broker.logger.error('password verification failed', { event: 'auth.error', err });
       client.refuseConnect(ReasonCode.UnspecifiedError, 'authentication failed');
     });
     return;
@@ -357,7 +367,7 @@ function openConnection(client: Client, pending: PendingConnect): void {
     // loaded from Redis), then the session opens here as on a single node.
     pending.claimed = true;
     client.wait(cluster.claim(clientId, p.clean), () => openConnection(client, pending), (err: unknown) => {
-      broker.logger.warn('cluster claim failed', { event: 'cluster.claim_failed', clientId, err: (err as Error).message });
+      broker.logger.warn('cluster claim failed', { event: 'cluster.claim_failed', clientId, err });
       client.refuseConnect(ReasonCode.ServerUnavailable, 'server unavailable: the session could not be claimed');
     });
     return;
@@ -409,7 +419,7 @@ function openConnection(client: Client, pending: PendingConnect): void {
     if (client.state !== ClientState.Connected || client.session !== session) return;
     try {
       session.attach(client);
-      broker.clientConnected(client);
+      broker.clientConnected(client, p.clean, sessionPresent);
     } catch (err) {
       client.internalError(err);
     }

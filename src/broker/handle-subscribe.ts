@@ -91,7 +91,7 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
     try {
       r = hook(client.info, { filter: req.filter, qos: req.qos });
     } catch (err) {
-      broker.logger.error('authorizeSubscribe hook threw', { err });
+      broker.logger.error('authorizeSubscribe hook threw', { event: 'hook.failed', hook: 'authorizeSubscribe', err });
       r = ReasonCode.UnspecifiedError;
     }
     if (r instanceof Promise) {
@@ -113,7 +113,7 @@ export function handleSubscribe(client: Client, p: SubscribePacket): void {
         : c.then(
             (r) => grant(p.subscriptions[i]!, r, limits.maxQoS),
             (err: unknown) => {
-              broker.logger.error('authorizeSubscribe hook rejected', { err });
+              broker.logger.error('authorizeSubscribe hook rejected', { event: 'hook.failed', hook: 'authorizeSubscribe', err });
               return ReasonCode.UnspecifiedError as number;
             },
           ),

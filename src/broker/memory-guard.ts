@@ -116,6 +116,7 @@ export class MemoryGuard {
       this.high = true;
       this.host.stats.memoryEpisodes++;
       this.host.logger.warn('memory above the watermark: refusing new connections and pausing reads of idle connections', {
+        event: 'memory.high',
         rss: s.rss, memoryLimit: this.limit, heapUsed: s.heapUsed, heapLimit: s.heapLimit,
       });
     } else if (s.rss < this.limit * LOW_WATERMARK && s.heapUsed < s.heapLimit * HEAP_LOW) {
@@ -123,6 +124,7 @@ export class MemoryGuard {
       const n = this.paused.size;
       this.resumeAll();
       this.host.logger.info('memory below the low watermark: accepting connections and reading again', {
+        event: 'memory.normal',
         rss: s.rss, memoryLimit: this.limit, resumed: n,
       });
       return;

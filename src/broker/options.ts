@@ -9,8 +9,8 @@ import { parseCidr } from '../transport/cidr.js';
 import type { AuthMethod, Hooks } from './hooks.js';
 import { validateHooks } from './hooks.js';
 import { optionError } from './errors.js';
-import type { Logger, LogLevel } from './logger.js';
-import { LOG_LEVELS } from './logger.js';
+import type { LogFormat, Logger, LogLevel, PinoLike } from './logger.js';
+import { adaptLogger, LOG_FORMATS, LOG_LEVELS } from './logger.js';
 import { defaultMemoryLimit } from './memory-guard.js';
 import { resolveAuthOptions, type ResolvedAuth } from '../auth/auth.js';
 
@@ -181,8 +181,12 @@ export interface BrokerOptions {
    * live there; `store` is not used). See README "Cluster".
    */
   cluster?: ClusterOptions;
+  /** silent, error, warn, info (default: connections, listeners, lifecycle) or debug. */
   logLevel?: LogLevel;
-  logger?: Logger;
+  /** 'json' (pino lines) or 'pretty' (human lines); default: pretty when stderr is a terminal, else json. */
+  logFormat?: LogFormat;
+  /** A logger of your own instead (logLevel and logFormat are then unused); a pino instance works as it is. */
+  logger?: Logger | PinoLike;
   /** HTTP listener for /metrics and the health probes (src/observability). Default: none. */
   http?: HttpOptions;
   /** Prometheus metrics and latency histograms on the HTTP listener. Default true (nothing is timed without `http`). */
@@ -208,7 +212,8 @@ export interface HttpOptions {
   adminToken?: string;
 }
 
-const INT_LIMITS: Record<string, [min: number, max: number]> = {
+/** The range of each integer limit (resolveLimits checks it; the config schema states it). */
+export const INT_LIMITS: Record<string, [min: number, max: number]> = {
   maxPacketSize: [16, 268_435_460],
   receiveMaximum: [1, 65535],
   maxInflight: [1, 65535],
@@ -387,6 +392,7 @@ export interface ResolvedOptions {
   responseInformation: string | undefined;
   closeTimeout: number;
   logLevel: LogLevel;
+  logFormat: LogFormat | undefined;
   logger: Logger | undefined;
   http: (HttpOptions & { host: string }) | undefined;
   metrics: boolean;
@@ -395,7 +401,7 @@ export interface ResolvedOptions {
 }
 
 const OPTION_KEYS = new Set([
-  'listeners', 'store', 'limits', 'hooks', 'authMethods', 'auth', 'responseInformation', 'closeTimeout', 'logLevel', 'logger',
+  'listeners', 'store', 'limits', 'hooks', 'authMethods', 'auth', 'responseInformation', 'closeTimeout', 'logLevel', 'logFormat', 'logger',
   'http', 'metrics', 'sysInterval', 'cluster',
 ]);
 
@@ -438,6 +444,13 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
   if (typeof closeTimeout !== 'number' || !(closeTimeout >= 0)) throw optionError('closeTimeout', 'must be a number of seconds >= 0');
   const logLevel = options.logLevel ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw optionError('logLevel', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  if (options.logFormat !== undefined && !LOG_FORMATS.includes(options.logFormat)) {
+    throw optionError('logFormat', `must be one of ${LOG_FORMATS.join(', ')}, got ${JSON.stringify(options.logFormat)}`);
+  }
+  const logger = options.logger;
+  if (logger !== undefined && (logger === null || typeof logger !== 'object' || typeof (logger as Logger).info !== 'function')) {
+    throw optionError('logger', 'must have error, warn, info and debug methods');
+  }
   if (options.responseInformation !== undefined && typeof options.responseInformation !== 'string') {
     throw optionError('responseInformation', 'must be a string');
   }
@@ -455,7 +468,8 @@ export function resolveOptions(options: BrokerOptions = {}): ResolvedOptions {
     responseInformation: options.responseInformation,
     closeTimeout,
     logLevel,
-    logger: options.logger,
+    logFormat: options.logFormat,
+    logger: logger === undefined ? undefined : adaptLogger(logger),
     ...resolveObservability(options),
     cluster: resolveCluster(options.cluster),
   };

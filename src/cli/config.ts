@@ -1,6 +1,7 @@
-// Configuration of the `petrel` command: flags, then a JSON config file, then a mosquitto.conf
-// (--mosquitto-config), then PETREL_* environment variables, in that order of precedence. Every bad value is
-// reported with the key it came from and why (ConfigError), never as a stack trace.
+// Configuration of the `petrel` command: flags, then a config file (JSON, YAML or TOML, by its extension), then a
+// mosquitto.conf (--mosquitto-config), then PETREL_* environment variables, in that order of precedence. Every bad
+// value is reported with the key it came from and why (ConfigError), never as a stack trace. SETTINGS, the options
+// table, is the one source of the flags, the variables, the file's keys, --help and the JSON Schema (schema.ts).
 //
 // Listeners: `--port` makes the plain TCP listener (default 1883); `--tls-port`, `--ws-port` and `--wss-port` add
 // a TLS, a WebSocket and a WebSocket-over-TLS listener, all on `--host`, the TLS ones with `--cert`/`--key`
@@ -12,10 +13,12 @@
 
 import { didYouMean } from './suggest.js';
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { parseDocument as parseYaml } from 'yaml';
+import { parse as parseToml, TomlError } from 'smol-toml';
 import { isIP } from 'node:net';
 import { DEFAULT_LIMITS, type AuthOptions, type BrokerOptions, type Limits, type ListenerOptions } from '../broker/options.js';
-import { LOG_LEVELS, type LogLevel } from '../broker/logger.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../broker/logger.js';
 import { ConfigError } from './config-error.js';
 import { readMosquittoConfig } from './mosquitto-config.js';
 
@@ -32,11 +35,15 @@ export interface CliConfig {
   dataDir: string;
   durability: 'process' | 'power';
   logLevel: LogLevel;
+  /** undefined: pretty on a terminal, else JSON. */
+  logFormat: LogFormat | undefined;
   limits: Partial<Limits>;
   /** Password and ACL files, anonymous access, login guard; undefined when nothing was set. */
   auth: AuthOptions | undefined;
   /** Where auth.passwordFile and auth.aclFile came from (a flag, a variable, a file key or line). */
   authSources: Record<string, string>;
+  /** Where each setting given came from, by its config key (limits.maxQoS: --max-qos). */
+  sources: Record<string, string>;
   responseInformation: string | undefined;
   closeTimeout: number;
   /** HTTP listener (/metrics, health): port and host, undefined when off. */
@@ -47,6 +54,8 @@ export interface CliConfig {
   sysInterval: number | undefined;
   /** Cluster mode: the Redis URL or socket, the node's name. */
   cluster: { redis: string; nodeId?: string; leaseMs?: number } | undefined;
+  /** --workers: broker processes behind the same ports (src/cli/workers.ts); 1 is a single process. */
+  workers: number;
   configFile: string | undefined;
   mosquittoConfig: string | undefined;
   lenient: boolean;
@@ -54,6 +63,8 @@ export interface CliConfig {
   warnings: string[];
   help: boolean;
   version: boolean;
+  /** --print-schema: print the config file's JSON Schema. */
+  printSchema: boolean;
 }
 
 /** The limits, as flags (--max-packet-size) and env vars (PETREL_MAX_PACKET_SIZE). */
@@ -61,58 +72,196 @@ const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];
 const kebab = (k: string): string => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const envName = (k: string): string => 'PETREL_' + kebab(k).replace(/-/g, '_').toUpperCase();
 
-type Kind = 'int' | 'port' | 'bool' | 'string' | 'path' | 'wspath' | 'level' | 'durability' | 'number';
+type Kind = 'int' | 'port' | 'bool' | 'string' | 'path' | 'wspath' | 'level' | 'logformat' | 'durability' | 'number';
 
-interface Setting {
+/** The sections of `petrel --help`, in order. */
+export const GROUPS = ['Listeners', 'Security', 'Storage', 'Limits', 'Operations', 'Cluster'] as const;
+export type Group = (typeof GROUPS)[number];
+
+/** How a number's default reads in --help and the schema: 1048576 bytes is "1 MiB (1048576)", 2000 ms is "2 s (2000 ms)". */
+type Unit = 'bytes' | 's' | 'ms';
+
+export interface Setting {
   key: string; // name in the config file (camelCase; auth.* inside "auth")
   flag: string | undefined; // undefined: config file only
   env: string | undefined;
   kind: Kind;
+  /** The sentence of --help and of the schema's description. */
   describe: string;
+  /** Its section of --help; without one: Cluster for cluster.*, Security for auth.*, Limits for limits.*, else Operations. */
+  group?: Group;
+  /** The default as --help says it ("1883", "all addresses"); undefined: the help names none (or `value` is formatted). */
+  dflt?: string;
+  /** The default value (the schema's "default"); a number is shown in `unit`. */
+  value?: unknown;
+  unit?: Unit;
+  /** Range of an int or number (checked here, and in the schema; limits are checked by the broker). */
+  min?: number;
+  max?: number;
+  /** Placeholder of the value in --help (N, FILE, URL, ...). */
+  arg?: string;
+  /** Earlier spellings of the flag and of the variable: still accepted, not shown in --help. */
+  oldFlags?: string[];
+  oldEnv?: string[];
+  /** Kept so that old configurations load; left out of --help, marked deprecated in the schema. */
+  deprecated?: boolean;
+  /** Where the range is checked instead of here, with its own message (workers.ts for --workers). */
+  checkedBy?: string;
 }
 
-const s = (key: string, flag: string, env: string, kind: Kind, describe: string): Setting => ({ key, flag, env, kind, describe });
+const s = (key: string, flag: string, env: string, kind: Kind, describe: string, more: Partial<Setting> = {}): Setting => ({ key, flag, env, kind, describe, ...more });
+/** A setting of the config file only (no flag, no variable). */
+const fileOnly = (key: string, kind: Kind, describe: string, more: Partial<Setting> = {}): Setting => ({ key, flag: undefined, env: undefined, kind, describe, ...more });
+
+interface LimitHelp {
+  describe: string;
+  unit?: Unit;
+  /** The default in words when the number alone says too little (0 = "no limit"). */
+  dflt?: string;
+  /** The flag and variable when the generated ones read badly (maxQoS: --max-qos, not --max-qo-s). */
+  flag?: string;
+  env?: string;
+  deprecated?: boolean;
+}
+
+/** A sentence for every limit (a limit added to options.ts without one does not compile). */
+const LIMIT_HELP: Record<keyof Limits, LimitHelp> = {
+  maxPacketSize: { unit: 'bytes', describe: 'Largest MQTT packet accepted, checked before it is read into memory; v5 clients are told it (Maximum Packet Size)' },
+  receiveMaximum: { describe: 'v5 Receive Maximum: inbound QoS 1 and 2 messages a client may have unacknowledged at once' },
+  maxInflight: { describe: 'Outbound QoS 1 and 2 messages in flight per session (a v5 client may ask for fewer)' },
+  topicAliasMaximum: { describe: 'Topic aliases a v5 client may set up towards the broker; 0 turns topic aliases off' },
+  maxKeepAlive: {
+    unit: 's',
+    dflt: '0 (no limit)',
+    describe: 'Longest keep alive accepted, in seconds; a v5 client asking for more gets Server Keep Alive, a 3.1/3.1.1 client is refused',
+  },
+  tcpKeepAlive: { unit: 's', describe: 'Seconds a connection may be silent before the first TCP keepalive probe; 0 turns the probes off' },
+  maxQoS: { flag: '--max-qos', env: 'PETREL_MAX_QOS', describe: 'Highest QoS accepted from and granted to clients: 0, 1 or 2' },
+  retainAvailable: { describe: 'Support retained messages (v5 clients are told whether it is on)' },
+  wildcardSubscriptions: { describe: 'Allow subscriptions with the + and # wildcards' },
+  subscriptionIdentifiers: { describe: 'Support the Subscription Identifiers of MQTT 5' },
+  sharedSubscriptions: { describe: 'Allow shared subscriptions ($share/GROUP/FILTER)' },
+  maxSessionExpiry: { unit: 's', dflt: '4294967295 (no cap)', describe: 'Cap on the Session Expiry Interval a v5 client asks for, in seconds' },
+  persistentSessionExpiry: {
+    unit: 's',
+    dflt: '4294967295 (never)',
+    describe: 'Seconds a 3.1/3.1.1 session with clean session 0 is kept after its client goes away',
+  },
+  maxQueuedMessages: { describe: 'QoS 1 and 2 messages queued and in flight per session; past it, new messages for the session are dropped and counted' },
+  maxQueuedBytes: { unit: 'bytes', describe: 'Payload bytes queued per session; past it, new messages for the session are dropped and counted' },
+  maxWriteBuffer: {
+    unit: 'bytes',
+    describe: "Bytes waiting unsent in a connection's socket before QoS 0 messages are dropped and QoS 1 and 2 wait in the session's queue",
+  },
+  connectTimeout: { unit: 's', describe: 'Seconds a new connection has to send its CONNECT' },
+  maxClientIdLength: { describe: 'Longest client identifier accepted' },
+  maxSubscriptionsPerSession: { describe: 'Subscriptions one session may hold; more are refused (SUBACK 0x97, 3.1.1: 0x80)' },
+  allowZeroLengthClientId: { describe: 'Let 3.1.1 clients connect with an empty client id and clean session 1 (the broker assigns one)' },
+  queueQos0: { describe: 'Queue QoS 0 messages for persistent sessions whose client is offline' },
+  maxSessionHeapBytes: {
+    unit: 'bytes',
+    describe: 'Bytes of messages one session holds in memory (in flight and queued); a session the store keeps holds the rest there',
+  },
+  maxPublisherHoldMs: { unit: 'ms', deprecated: true, describe: 'No effect: publishers are no longer held back by subscribers (accepted so that old configurations load)' },
+  maxTopicLevels: { describe: "Most levels in a topic name or filter ('a/b/c' has 3); deeper ones are refused" },
+  maxMatchCacheBytes: { unit: 'bytes', describe: 'Bytes the topic-match cache may hold; 0 turns the cache off' },
+  memoryLimit: {
+    unit: 'bytes',
+    dflt: "half the machine's (or the cgroup's) memory, at most 8 GiB",
+    describe: 'Resident memory of the process above which new connections are refused and idle ones are not read, in bytes; 0 turns it off',
+  },
+  maxConnections: { dflt: '0 (no limit)', describe: 'Connections open at once on all listeners together; past it a new socket is closed at once' },
+  connectionRatePerAddress: { dflt: '0 (no limit)', describe: 'New connections per second from one IP address' },
+  maxPublishRate: { dflt: '0 (no limit)', describe: 'Inbound PUBLISH packets per second per client; a client over it is not read until it is within its rate' },
+  maxPublishBytesRate: { unit: 'bytes', dflt: '0 (no limit)', describe: 'Inbound payload bytes per second per client; a client over it is not read until it is within its rate' },
+  rateLimitDisconnect: { describe: 'Disconnect a client over its publish rate instead of pausing it (v5: DISCONNECT 0x96)' },
+  maxTopicLength: { unit: 'bytes', describe: 'Longest topic name or filter, in bytes of UTF-8' },
+};
 
 const SETTINGS: Setting[] = [
-  s('port', '--port', 'PETREL_PORT', 'port', 'TCP port to listen on (default 1883; 0 picks a free port)'),
-  s('host', '--host', 'PETREL_HOST', 'string', 'address to bind (default: all, IPv6 and IPv4)'),
-  s('tlsPort', '--tls-port', 'PETREL_TLS_PORT', 'port', 'also listen for MQTT over TLS on this port (needs --cert and --key)'),
-  s('cert', '--cert', 'PETREL_CERT', 'path', 'PEM certificate chain of the TLS and WSS listeners'),
-  s('key', '--key', 'PETREL_KEY', 'path', 'PEM private key of the TLS and WSS listeners'),
-  s('ca', '--ca', 'PETREL_CA', 'path', 'PEM CA bundle that client certificates are checked against'),
-  s('requireCertificate', '--require-certificate', 'PETREL_REQUIRE_CERTIFICATE', 'bool', 'refuse TLS clients without a certificate signed by --ca (mTLS)'),
-  s('wsPort', '--ws-port', 'PETREL_WS_PORT', 'port', 'also listen for MQTT over WebSocket on this port'),
-  s('wssPort', '--wss-port', 'PETREL_WSS_PORT', 'port', 'also listen for MQTT over WebSocket over TLS on this port (needs --cert and --key)'),
-  s('wsPath', '--ws-path', 'PETREL_WS_PATH', 'wspath', 'HTTP path of the WebSocket listeners (default /mqtt)'),
-  s('proxyProtocol', '--proxy-protocol', 'PETREL_PROXY_PROTOCOL', 'bool', 'expect a PROXY protocol v1/v2 header (from 127.0.0.1 or ::1) on the listeners made from flags'),
-  s('auth.passwordFile', '--password-file', 'PETREL_PASSWORD_FILE', 'path', 'Mosquitto password file (mosquitto_passwd or petrel passwd); anonymous clients are then refused'),
-  s('auth.aclFile', '--acl-file', 'PETREL_ACL_FILE', 'path', "Mosquitto ACL file: what each user may publish and subscribe to"),
-  s('auth.allowAnonymous', '--allow-anonymous', 'PETREL_ALLOW_ANONYMOUS', 'bool', 'accept clients without a user name even with a password file'),
-  s('mosquittoConfig', '--mosquitto-config', 'PETREL_MOSQUITTO_CONFIG', 'path', "read a mosquitto.conf (listeners, TLS, password and ACL files, limits); flags and --config win over it"),
-  s('lenient', '--lenient', 'PETREL_LENIENT', 'bool', 'with --mosquitto-config: skip unsupported directives with a warning instead of refusing to start'),
-  s('dataDir', '--data-dir', 'PETREL_DATA_DIR', 'string', 'directory of the SQLite store (default ./data)'),
-  s('memory', '--memory', 'PETREL_MEMORY', 'bool', 'keep everything in memory (nothing survives a restart)'),
-  s('durability', '--durability', 'PETREL_DURABILITY', 'durability', "'process' (survive a crash, default) or 'power' (fsync every commit)"),
-  s('logLevel', '--log-level', 'PETREL_LOG_LEVEL', 'level', `one of ${LOG_LEVELS.join(', ')} (default info)`),
-  s('responseInformation', '--response-information', 'PETREL_RESPONSE_INFORMATION', 'string', 'Response Information for v5 clients that request it'),
-  s('closeTimeout', '--close-timeout', 'PETREL_CLOSE_TIMEOUT', 'number', 'seconds to wait for connections on shutdown (default 5)'),
-  s('httpPort', '--http-port', 'PETREL_HTTP_PORT', 'port', 'open the HTTP listener on this port: /metrics (Prometheus), /livez, /readyz (default: off)'),
-  s('httpHost', '--http-host', 'PETREL_HTTP_HOST', 'string', 'address of the HTTP listener (default 127.0.0.1, loopback only)'),
-  s('adminTokenFile', '--admin-token-file', 'PETREL_ADMIN_TOKEN_FILE', 'path', 'turn the admin API (/api/v1) on; its token is the first line of FILE (or env PETREL_ADMIN_TOKEN)'),
-  { key: 'adminToken', flag: undefined, env: 'PETREL_ADMIN_TOKEN', kind: 'string', describe: '' },
-  s('sysInterval', '--sys-interval', 'PETREL_SYS_INTERVAL', 'int', 'seconds between $SYS updates (default 10; 0 turns $SYS off)'),
-  s('cluster.redis', '--cluster', 'PETREL_CLUSTER', 'string', 'run as one node of a cluster sharing this Redis (redis://host:port, rediss://..., or a Unix socket path)'),
-  s('cluster.nodeId', '--node-id', 'PETREL_NODE_ID', 'string', 'name of this cluster node (default: host name and process id)'),
-  { key: 'cluster.leaseMs', flag: undefined, env: undefined, kind: 'int', describe: '' },
-  { key: 'auth.maxConcurrentHashes', flag: undefined, env: undefined, kind: 'int', describe: '' },
-  { key: 'auth.maxPendingHashes', flag: undefined, env: undefined, kind: 'int', describe: '' },
-  ...LIMIT_KEYS.map<Setting>((k) => ({
-    key: `limits.${k}`,
-    flag: '--' + kebab(k),
-    env: envName(k),
-    kind: typeof DEFAULT_LIMITS[k] === 'boolean' ? 'bool' : 'int',
-    describe: `limit ${k} (default ${String(DEFAULT_LIMITS[k])})`,
-  })),
+  s('port', '--port', 'PETREL_PORT', 'port', 'TCP port of the plain MQTT listener; 0 picks a free port', { group: 'Listeners', value: 1883 }),
+  s('host', '--host', 'PETREL_HOST', 'string', 'Address the listeners made from flags bind to', { group: 'Listeners', dflt: 'all addresses, IPv6 and IPv4', arg: 'ADDRESS' }),
+  s('tlsPort', '--tls-port', 'PETREL_TLS_PORT', 'port', 'Also listen for MQTT over TLS on this port (needs --cert and --key)', { group: 'Listeners', dflt: 'off' }),
+  s('cert', '--cert', 'PETREL_CERT', 'path', 'PEM certificate chain of the TLS and WSS listeners made from flags', { group: 'Security' }),
+  s('key', '--key', 'PETREL_KEY', 'path', 'PEM private key of the TLS and WSS listeners made from flags', { group: 'Security' }),
+  s('ca', '--ca', 'PETREL_CA', 'path', 'PEM CA bundle that client certificates are checked against', { group: 'Security' }),
+  s('requireCertificate', '--require-certificate', 'PETREL_REQUIRE_CERTIFICATE', 'bool', 'Refuse TLS clients without a certificate signed by --ca (mutual TLS)', { group: 'Security', value: false }),
+  s('wsPort', '--ws-port', 'PETREL_WS_PORT', 'port', 'Also listen for MQTT over WebSocket on this port', { group: 'Listeners', dflt: 'off' }),
+  s('wssPort', '--wss-port', 'PETREL_WSS_PORT', 'port', 'Also listen for MQTT over WebSocket over TLS on this port (needs --cert and --key)', { group: 'Listeners', dflt: 'off' }),
+  s('wsPath', '--ws-path', 'PETREL_WS_PATH', 'wspath', 'HTTP path of the WebSocket listeners', { group: 'Listeners', value: '/mqtt' }),
+  s('proxyProtocol', '--proxy-protocol', 'PETREL_PROXY_PROTOCOL', 'bool', 'Expect a PROXY protocol v1 or v2 header (from 127.0.0.1 or ::1) on the listeners made from flags', {
+    group: 'Listeners',
+    value: false,
+  }),
+  s('auth.passwordFile', '--password-file', 'PETREL_PASSWORD_FILE', 'path', 'Mosquitto password file (made with mosquitto_passwd or petrel passwd); anonymous clients are then refused', {
+    group: 'Security',
+  }),
+  s('auth.aclFile', '--acl-file', 'PETREL_ACL_FILE', 'path', 'Mosquitto ACL file: what each user may publish and subscribe to', { group: 'Security' }),
+  s('auth.allowAnonymous', '--allow-anonymous', 'PETREL_ALLOW_ANONYMOUS', 'bool', 'Accept clients without a user name, even with a password file', {
+    group: 'Security',
+    dflt: 'on without a password file, off with one',
+  }),
+  s('mosquittoConfig', '--mosquitto-config', 'PETREL_MOSQUITTO_CONFIG', 'path', 'Read a mosquitto.conf (listeners, TLS, password and ACL files, limits); flags and --config win over it', {
+    group: 'Operations',
+  }),
+  s('lenient', '--lenient', 'PETREL_LENIENT', 'bool', 'With --mosquitto-config: skip unsupported directives with a warning instead of refusing to start', {
+    group: 'Operations',
+    value: false,
+  }),
+  s('dataDir', '--data-dir', 'PETREL_DATA_DIR', 'string', 'Directory of the SQLite store (petrel.db)', { group: 'Storage', value: './data', arg: 'DIR' }),
+  s('memory', '--memory', 'PETREL_MEMORY', 'bool', 'Keep everything in memory instead: nothing survives a restart', { group: 'Storage', value: false }),
+  s('durability', '--durability', 'PETREL_DURABILITY', 'durability', "'process': an acknowledged message survives a crash of the broker; 'power': fsync every commit, it survives a power loss", {
+    group: 'Storage',
+    value: 'process',
+  }),
+  s('logLevel', '--log-level', 'PETREL_LOG_LEVEL', 'level', `How much the broker logs: ${LOG_LEVELS.join(', ')}`, { group: 'Operations', value: 'info' }),
+  s('logFormat', '--log-format', 'PETREL_LOG_FORMAT', 'logformat', 'Log format: json (one JSON object a line) or pretty (for people)', {
+    group: 'Operations',
+    dflt: 'pretty on a terminal, json otherwise',
+  }),
+  s('responseInformation', '--response-information', 'PETREL_RESPONSE_INFORMATION', 'string', 'Response Information sent to v5 clients that ask for it', { group: 'Operations', arg: 'TEXT' }),
+  s('closeTimeout', '--close-timeout', 'PETREL_CLOSE_TIMEOUT', 'number', 'Seconds to wait for connections to close on shutdown', { group: 'Operations', value: 5, unit: 's', min: 0, arg: 'SECONDS' }),
+  s('httpPort', '--http-port', 'PETREL_HTTP_PORT', 'port', 'Open the HTTP listener on this port: /metrics (Prometheus), /livez, /readyz', { group: 'Operations', dflt: 'off' }),
+  s('httpHost', '--http-host', 'PETREL_HTTP_HOST', 'string', 'Address of the HTTP listener', { group: 'Operations', value: '127.0.0.1', dflt: '127.0.0.1 (loopback only)', arg: 'ADDRESS' }),
+  s('adminTokenFile', '--admin-token-file', 'PETREL_ADMIN_TOKEN_FILE', 'path', 'Turn the admin API (/api/v1) on; its bearer token is the first line of FILE (or the variable PETREL_ADMIN_TOKEN)', {
+    group: 'Operations',
+    dflt: 'off',
+  }),
+  { key: 'adminToken', flag: undefined, env: 'PETREL_ADMIN_TOKEN', kind: 'string', describe: 'The admin API token itself, from the environment (prefer --admin-token-file: a variable shows in the process table of some systems)', group: 'Operations' },
+  s('sysInterval', '--sys-interval', 'PETREL_SYS_INTERVAL', 'int', 'Seconds between $SYS updates; 0 turns the $SYS topics off', { group: 'Operations', value: 10, unit: 's', min: 0, max: 86400, arg: 'SECONDS' }),
+  s('cluster.redis', '--cluster', 'PETREL_CLUSTER', 'string', 'Run as one node of a cluster sharing this Redis (redis://host:port, rediss://..., or a Unix socket path)', {
+    group: 'Cluster',
+    arg: 'URL',
+  }),
+  s('cluster.nodeId', '--node-id', 'PETREL_NODE_ID', 'string', 'Name of this cluster node', { group: 'Cluster', dflt: 'host name and process id', arg: 'NAME' }),
+  s('workers', '--workers', 'PETREL_WORKERS', 'int', 'Broker processes to run behind the same ports: cluster nodes on a Redis that petrel starts in --data-dir (or on --cluster)', {
+    group: 'Cluster',
+    value: 1,
+    min: 1,
+    max: 64, // MAX_WORKERS of workers.ts (test/cli/schema.test.ts checks it)
+    checkedBy: 'workers.ts',
+  }),
+  fileOnly('cluster.leaseMs', 'int', "Milliseconds a node may be silent before it is taken for dead and its sessions are adopted", {
+    value: 5000,
+    unit: 'ms',
+    min: 1000,
+    max: 600_000,
+  }),
+  fileOnly('auth.maxConcurrentHashes', 'int', 'Password hashes computed at once, off the event loop; more wait in a queue', { value: 2, min: 1, max: 1024 }),
+  fileOnly('auth.maxPendingHashes', 'int', 'CONNECTs that may wait for a password hash; past it they get CONNACK Server busy', { value: 1000, min: 1, max: 10_000_000 }),
+  ...LIMIT_KEYS.map<Setting>((k) => {
+    const h = LIMIT_HELP[k];
+    const more: Partial<Setting> = { group: 'Limits', value: DEFAULT_LIMITS[k] };
+    if (h.unit !== undefined) more.unit = h.unit;
+    if (h.dflt !== undefined) more.dflt = h.dflt;
+    if (h.deprecated) more.deprecated = true;
+    if (k === 'memoryLimit') delete more.value; // it depends on the machine
+    // The generated spelling stays accepted when a better one is given (--max-qo-s, PETREL_MAX_QO_S).
+    if (h.flag !== undefined) more.oldFlags = ['--' + kebab(k)];
+    if (h.env !== undefined) more.oldEnv = [envName(k)];
+    const kind = typeof DEFAULT_LIMITS[k] === 'boolean' ? 'bool' : 'int';
+    return s(`limits.${k}`, h.flag ?? '--' + kebab(k), h.env ?? envName(k), kind, h.describe, more);
+  }),
 ];
 const BY_KEY = new Map(SETTINGS.map((x) => [x.key, x]));
 
@@ -140,7 +289,8 @@ function parseValue(st: Setting, raw: unknown, where: string, base?: string): un
       const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
       if (!Number.isSafeInteger(n)) fail('must be an integer');
       if (st.kind === 'port' && (n < 0 || n > 65535)) fail('must be an integer from 0 to 65535');
-      if (st.key.startsWith('auth.') && n < 1) fail('must be an integer >= 1');
+      // The upper bounds (and every limit's range) are checked where the options are resolved, naming the key.
+      if (st.min !== undefined && st.checkedBy === undefined && n < st.min) fail(`must be an integer >= ${st.min}`);
       return n;
     }
     case 'number': {
@@ -165,6 +315,9 @@ function parseValue(st: Setting, raw: unknown, where: string, base?: string): un
     case 'level':
       if (typeof raw !== 'string' || !(LOG_LEVELS as readonly string[]).includes(raw)) fail(`must be one of ${LOG_LEVELS.join(', ')}`);
       return raw;
+    case 'logformat':
+      if (typeof raw !== 'string' || !(LOG_FORMATS as readonly string[]).includes(raw)) fail(`must be one of ${LOG_FORMATS.join(', ')}`);
+      return raw;
     case 'durability':
       if (raw !== 'process' && raw !== 'power') fail("must be 'process' or 'power'");
       return raw;
@@ -174,16 +327,19 @@ function parseValue(st: Setting, raw: unknown, where: string, base?: string): un
 function fromEnv(env: NodeJS.ProcessEnv): Values {
   const v: Values = new Map();
   for (const st of SETTINGS) {
-    if (st.env === undefined) continue;
-    const raw = env[st.env];
-    if (raw !== undefined && raw !== '') v.set(st.key, { v: parseValue(st, raw, st.env), where: st.env, layer: ENV });
+    // The current name wins over an earlier spelling (PETREL_MAX_QOS over PETREL_MAX_QO_S).
+    for (const name of [...(st.oldEnv ?? []), ...(st.env === undefined ? [] : [st.env])]) {
+      const raw = env[name];
+      if (raw !== undefined && raw !== '') v.set(st.key, { v: parseValue(st, raw, name), where: name, layer: ENV });
+    }
   }
   return v;
 }
 
 const isObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
 
-const LISTENER_KEYS = [
+/** The keys of one entry of `listeners` in the config file. */
+export const LISTENER_KEYS = [
   'transport', 'port', 'host', 'name', 'cert', 'key', 'passphrase', 'ca', 'requireCertificate', 'crl', 'identityAsUsername',
   'minVersion', 'ciphers', 'sni', 'path', 'allowedOrigins', 'perMessageDeflate', 'proxyProtocol', 'trustedProxies',
   'maxConnections', 'connectionRate',
@@ -280,7 +436,7 @@ function parseListener(raw: unknown, where: string, base: string): ListenerOptio
     for (const [name, entry] of Object.entries(o.sni as Record<string, unknown>)) {
       const w = `${where}.sni.${name}`;
       if (!isObject(entry)) throw new ConfigError(w, 'must be an object { "cert": FILE, "key": FILE }');
-      for (const k of Object.keys(entry)) if (k !== 'cert' && k !== 'key' && k !== 'passphrase') throw new ConfigError(`${w}.${k}`, 'unknown key; use cert, key and passphrase');
+      for (const k of Object.keys(entry)) if (k !== 'cert' && k !== 'key' && k !== 'passphrase') throw new ConfigError(`${w}.${k}`, `unknown key${didYouMean(k, ['cert', 'key', 'passphrase'])}; use cert, key and passphrase`);
       for (const k of ['cert', 'key'] as const) {
         if (typeof entry[k] !== 'string' || entry[k] === '') throw new ConfigError(`${w}.${k}`, `must be a non-empty path, got ${JSON.stringify(entry[k])}`);
       }
@@ -307,6 +463,7 @@ function parseListener(raw: unknown, where: string, base: string): ListenerOptio
   return out;
 }
 
+export const LOGIN_GUARD_KEYS = ['maxFailures', 'windowSeconds', 'banSeconds', 'maxTracked'];
 const AUTH_KEYS = ['passwordFile', 'aclFile', 'allowAnonymous', 'loginGuard', 'maxConcurrentHashes', 'maxPendingHashes'];
 
 function parseLoginGuard(raw: unknown, where: string): AuthOptions['loginGuard'] {
@@ -317,7 +474,7 @@ function parseLoginGuard(raw: unknown, where: string): AuthOptions['loginGuard']
   const out: { maxFailures?: number; windowSeconds?: number; banSeconds?: number; maxTracked?: number } = {};
   for (const [k, v] of Object.entries(raw)) {
     if (k !== 'maxFailures' && k !== 'windowSeconds' && k !== 'banSeconds' && k !== 'maxTracked') {
-      throw new ConfigError(`${where}.${k}`, 'unknown key; use maxFailures, windowSeconds, banSeconds and maxTracked');
+      throw new ConfigError(`${where}.${k}`, `unknown key${didYouMean(k, LOGIN_GUARD_KEYS)}; use maxFailures, windowSeconds, banSeconds and maxTracked`);
     }
     const integer = k === 'maxFailures' || k === 'maxTracked';
     if (typeof v !== 'number' || !Number.isFinite(v) || (integer ? !Number.isSafeInteger(v) || v < 1 : v <= 0)) {
@@ -335,6 +492,145 @@ interface FileLayer {
   path: string;
 }
 
+/** The format of a config file, by its extension: .yaml and .yml are YAML, .toml is TOML, anything else JSON. */
+export function configFormat(path: string): 'json' | 'yaml' | 'toml' {
+  const ext = extname(path).toLowerCase();
+  return ext === '.yaml' || ext === '.yml' ? 'yaml' : ext === '.toml' ? 'toml' : 'json';
+}
+
+/** Line and column (from 1) of a character offset. */
+function position(text: string, offset: number): string {
+  const before = text.slice(0, Math.max(0, Math.min(offset, text.length)));
+  const line = before.split('\n').length;
+  return `${line}:${before.length - before.lastIndexOf('\n')}`;
+}
+
+/** The document of a config file; a syntax error is reported as `FILE:LINE:COLUMN: not valid FORMAT: why`. */
+function parseConfigText(path: string, text: string): unknown {
+  const format = configFormat(path);
+  if (format === 'yaml') {
+    // merge: the <<: *anchor keys of YAML 1.1, which configs use to share listener settings.
+    const doc = parseYaml(text, { prettyErrors: false, uniqueKeys: true, merge: true });
+    const e = doc.errors[0];
+    if (e) throw new ConfigError(`${path}:${position(text, e.pos[0])}`, `not valid YAML: ${e.message}`);
+    // A file of comments only is an empty configuration.
+    return doc.contents === null ? {} : doc.toJS({ maxAliasCount: 100 });
+  }
+  if (format === 'toml') {
+    try {
+      return parseToml(text, { unsafeKeyBehaviour: 'throw' });
+    } catch (err) {
+      if (!(err instanceof TomlError)) throw err;
+      const why = err.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+      throw new ConfigError(`${path}:${err.line}:${err.column}`, `not valid TOML: ${why}`);
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    // V8's messages differ between versions and some carry no position: the error is located here instead.
+    const e = jsonSyntaxError(text);
+    const other = extname(path).toLowerCase() === '.json' ? '' : ' (a file not named .yaml, .yml or .toml is read as JSON)';
+    throw new ConfigError(`${path}:${position(text, e.at)}`, `not valid JSON${other}: ${e.why}`);
+  }
+}
+
+/** The first syntax error of a JSON text that JSON.parse refused: its offset and what was expected there. */
+export function jsonSyntaxError(text: string): { at: number; why: string } {
+  let i = 0;
+  class Stop {
+    constructor(readonly why: string) {}
+  }
+  const got = (): string => (i >= text.length ? 'the end of the file' : JSON.stringify(text[i]));
+  const fail = (expected: string): never => {
+    throw new Stop(`expected ${expected}, got ${got()}`);
+  };
+  const ws = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const string = (): void => {
+    if (text[i] !== '"') fail('a string in double quotes');
+    i++;
+    for (;;) {
+      if (i >= text.length) fail('the closing "');
+      const c = text[i]!;
+      if (c === '"') return void i++;
+      if (c < ' ') fail('a character of the string (a control character must be escaped)');
+      if (c === '\\') {
+        i++;
+        if (text[i] === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) i += 5;
+        else if (i < text.length && '"\\/bfnrt'.includes(text[i]!)) i++;
+        else fail('an escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)');
+      } else i++;
+    }
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') return void i++;
+      for (;;) {
+        ws();
+        string();
+        ws();
+        if (text[i] !== ':') fail("':' after the key");
+        i++;
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === '}') return void i++;
+        else fail("',' or '}'");
+      }
+    }
+    if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') return void i++;
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === ']') return void i++;
+        else fail("',' or ']'");
+      }
+    }
+    if (c === '"') return string();
+    const m = /^(?:-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)/.exec(text.slice(i, i + 400));
+    if (m && !/^[A-Za-z0-9_$]/.test(text.slice(i + m[0].length, i + m[0].length + 1))) return void (i += m[0].length);
+    fail('a value (an object, array, string, number, true, false or null)');
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail('the end of the file after the value');
+  } catch (err) {
+    if (err instanceof Stop) return { at: i, why: err.why };
+    throw err;
+  }
+  return { at: 0, why: 'not JSON' };
+}
+
+/** The sections of the config file (limits, auth, cluster, ...): the prefixes of the dotted setting keys. */
+function sectionKeys(section: string): string[] {
+  const keys = SETTINGS.filter((x) => x.key.startsWith(section + '.')).map((x) => x.key.slice(section.length + 1));
+  return section === 'auth' ? [...new Set([...AUTH_KEYS, ...keys])] : keys;
+}
+const SECTIONS = [...new Set(SETTINGS.filter((x) => x.key.includes('.')).map((x) => x.key.split('.')[0]!))];
+/** The top-level keys of the config file. */
+export const TOP_KEYS = [...SETTINGS.filter((x) => !x.key.includes('.')).map((x) => x.key), 'listeners', ...SECTIONS];
+
+/** "unknown key (did you mean X?)": also a key that belongs in a section (maxPacketSize at the top: limits.maxPacketSize). */
+function unknownKey(k: string, known: readonly string[], section: string | undefined): string {
+  const full = section ? `${section}.${k}` : k;
+  // The name of a setting of another place: maxPacketSize at the top is limits.maxPacketSize, port under limits is port.
+  const elsewhere = SETTINGS.find((x) => x.key !== full && (x.key === k || x.key.endsWith('.' + k)));
+  const hint = didYouMean(k, known) || (elsewhere ? ` (did you mean ${elsewhere.key}? it goes ${elsewhere.key.includes('.') ? `under ${elsewhere.key.split('.')[0]}` : 'at the top level'})` : '');
+  const what = section === 'limits' ? 'limit' : 'key';
+  return `unknown ${what}${hint}; known ${what}s${section === undefined ? ' (top level)' : ''} are ${known.join(', ')}`;
+}
+
 function fromFile(path: string): FileLayer {
   let text: string;
   try {
@@ -342,13 +638,8 @@ function fromFile(path: string): FileLayer {
   } catch (err) {
     throw new ConfigError('--config', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(path, `not valid JSON: ${(err as Error).message}`);
-  }
-  if (!isObject(doc)) throw new ConfigError(path, 'must be a JSON object');
+  const doc = parseConfigText(path, text);
+  if (!isObject(doc)) throw new ConfigError(path, `must hold an object of settings (${configFormat(path) === 'json' ? '{ "port": 1883, ... }' : 'port: 1883, ...'}), got ${JSON.stringify(doc)}`);
   const base = dirname(resolve(path));
   const values: Values = new Map();
   const put = (st: Setting, raw: unknown, where: string): void => {
@@ -357,59 +648,53 @@ function fromFile(path: string): FileLayer {
   let listeners: ListenerOptions[] | undefined;
   let loginGuard: AuthOptions['loginGuard'] | undefined;
   for (const [k, raw] of Object.entries(doc)) {
-    if (k === 'limits') {
-      if (!isObject(raw)) throw new ConfigError(`${path}: limits`, 'must be an object');
-      for (const [lk, lv] of Object.entries(raw)) {
-        const st = BY_KEY.get(`limits.${lk}`);
-        if (!st) throw new ConfigError(`${path}: limits.${lk}`, `unknown limit${didYouMean(lk, LIMIT_KEYS)}; known limits are ${LIMIT_KEYS.join(', ')}`);
-        put(st, lv, `${path}: limits.${lk}`);
-      }
-      continue;
-    }
-    if (k === 'auth') {
-      if (!isObject(raw)) throw new ConfigError(`${path}: auth`, 'must be an object');
-      for (const [ak, av] of Object.entries(raw)) {
-        if (ak === 'loginGuard') {
-          loginGuard = parseLoginGuard(av, `${path}: auth.loginGuard`);
-          continue;
-        }
-        const st = BY_KEY.get(`auth.${ak}`);
-        if (!st) throw new ConfigError(`${path}: auth.${ak}`, `unknown key${didYouMean(ak, AUTH_KEYS)}; known keys are ${AUTH_KEYS.join(', ')}`);
-        put(st, av, `${path}: auth.${ak}`);
-      }
-      continue;
-    }
-    if (k === 'cluster') {
-      if (!isObject(raw)) throw new ConfigError(`${path}: cluster`, 'must be an object: { "redis": "redis://host:port", "nodeId": "..." }');
-      const keys = ['redis', 'nodeId', 'leaseMs'];
-      for (const [ck, cv] of Object.entries(raw)) {
-        const st = BY_KEY.get(`cluster.${ck}`);
-        if (!st) throw new ConfigError(`${path}: cluster.${ck}`, `unknown key${didYouMean(ck, keys)}; known keys are ${keys.join(', ')}`);
-        put(st, cv, `${path}: cluster.${ck}`);
-      }
-      continue;
-    }
+    // "$schema": the JSON Schema an editor checks the file against (schema/petrel.schema.json).
+    if (k === '$schema' && typeof raw === 'string') continue;
     if (k === 'listeners') {
       if (!Array.isArray(raw)) throw new ConfigError(`${path}: listeners`, 'must be an array of { "transport": "tcp", "port": N, "host": "..." }');
       listeners = raw.map((l: unknown, i) => parseListener(l, `${path}: listeners[${i}]`, base));
       continue;
     }
-    const st = BY_KEY.get(k);
-    if (!st || k.includes('.')) {
-      const known = SETTINGS.filter((x) => !x.key.includes('.')).map((x) => x.key);
-      throw new ConfigError(`${path}: ${k}`, `unknown key${didYouMean(k, [...known, 'listeners', 'limits', 'auth'])}; known keys are ${known.join(', ')}, listeners, limits, auth`);
+    if (SECTIONS.includes(k)) {
+      const keys = sectionKeys(k);
+      if (!isObject(raw)) throw new ConfigError(`${path}: ${k}`, `must be an object with ${keys.join(', ')}, got ${JSON.stringify(raw)}`);
+      for (const [sk, sv] of Object.entries(raw)) {
+        const where = `${path}: ${k}.${sk}`;
+        if (k === 'auth' && sk === 'loginGuard') {
+          loginGuard = parseLoginGuard(sv, where);
+          continue;
+        }
+        const st = BY_KEY.get(`${k}.${sk}`);
+        if (!st) throw new ConfigError(where, unknownKey(sk, keys, k));
+        put(st, sv, where);
+      }
+      continue;
     }
+    const st = BY_KEY.get(k);
+    if (!st || k.includes('.')) throw new ConfigError(`${path}: ${k}`, unknownKey(k, TOP_KEYS, undefined));
     put(st, raw, `${path}: ${k}`);
   }
   return { values, listeners, loginGuard, path };
 }
 
-function fromArgs(argv: readonly string[]): { values: Values; config: string | undefined; help: boolean; version: boolean } {
+interface Args {
+  values: Values;
+  config: string | undefined;
+  help: boolean;
+  version: boolean;
+  printSchema: boolean;
+}
+
+function fromArgs(argv: readonly string[]): Args {
   const values: Values = new Map();
   let config: string | undefined;
   let help = false;
   let version = false;
-  const byFlag = new Map(SETTINGS.filter((x) => x.flag !== undefined).map((x) => [x.flag!, x]));
+  let printSchema = false;
+  const shown = SETTINGS.filter((x) => x.flag !== undefined);
+  // Earlier spellings (--max-qo-s) are accepted too; "did you mean" offers the current ones only.
+  const byFlag = new Map([...shown.flatMap((x) => (x.oldFlags ?? []).map((f) => [f, x] as const)), ...shown.map((x) => [x.flag!, x] as const)]);
+  const known = [...shown.map((x) => x.flag!), '--config', '--help', '--version', '--print-schema'];
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i]!;
     let inline: string | undefined;
@@ -424,6 +709,10 @@ function fromArgs(argv: readonly string[]): { values: Values; config: string | u
     }
     if (arg === '--version' || arg === '-v') {
       version = true;
+      continue;
+    }
+    if (arg === '--print-schema') {
+      printSchema = true;
       continue;
     }
     const take = (): string => {
@@ -446,14 +735,14 @@ function fromArgs(argv: readonly string[]): { values: Values; config: string | u
         continue;
       }
     }
-    if (!st) throw new ConfigError(arg, `unknown option${didYouMean(arg, [...byFlag.keys()])} (see petrel --help)`);
+    if (!st) throw new ConfigError(arg, `unknown option${didYouMean(arg, known)} (see petrel --help)`);
     if (st.kind === 'bool' && inline === undefined) {
       values.set(st.key, { v: true, where: arg, layer: FLAGS });
       continue;
     }
     values.set(st.key, { v: parseValue(st, take(), arg), where: arg, layer: FLAGS });
   }
-  return { values, config, help, version };
+  return { values, config, help, version, printSchema };
 }
 
 /** Sources of the flag listeners' settings. */
@@ -491,7 +780,8 @@ function flagListeners(merged: Values): ListenerOptions[] {
   }
   const tls = get('tlsPort') !== undefined || get('wssPort') !== undefined;
   for (const k of ['cert', 'key', 'ca', 'requireCertificate']) {
-    if (merged.has(k) && !tls) throw new ConfigError(whereOf(k), 'applies to TLS listeners: give --tls-port or --wss-port too');
+    // --no-require-certificate asks for nothing, with or without TLS.
+    if (merged.has(k) && get(k) !== false && !tls) throw new ConfigError(whereOf(k), 'applies to TLS listeners: give --tls-port or --wss-port too');
   }
   if (wsPath !== undefined && get('wsPort') === undefined && get('wssPort') === undefined) {
     throw new ConfigError(whereOf('wsPath'), 'applies to WebSocket listeners: give --ws-port or --wss-port too');
@@ -591,9 +881,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     dataDir: get('dataDir', './data'),
     durability: get<'process' | 'power'>('durability', 'process'),
     logLevel: get<LogLevel>('logLevel', 'info'),
+    logFormat: get<LogFormat | undefined>('logFormat', undefined),
     limits,
     auth,
     authSources,
+    sources: Object.fromEntries([...merged].map(([k, v]) => [k, v.where])),
     responseInformation: get<string | undefined>('responseInformation', undefined),
     closeTimeout: get('closeTimeout', 5),
     httpPort: get<number | undefined>('httpPort', undefined),
@@ -601,12 +893,14 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     adminToken,
     sysInterval: get<number | undefined>('sysInterval', undefined),
     cluster: clusterOf(get<string | undefined>('cluster.redis', undefined), get<string | undefined>('cluster.nodeId', undefined), get<number | undefined>('cluster.leaseMs', undefined)),
+    workers: get('workers', 1),
     configFile,
     mosquittoConfig,
     lenient,
     warnings,
     help: args.help,
     version: args.version,
+    printSchema: args.printSchema,
   };
 }
 
@@ -672,6 +966,7 @@ export function toBrokerOptions(c: CliConfig): BrokerOptions {
     logLevel: c.logLevel,
     closeTimeout: c.closeTimeout,
   };
+  if (c.logFormat !== undefined) opts.logFormat = c.logFormat;
   if (c.auth !== undefined) opts.auth = c.auth;
   if (c.responseInformation !== undefined) opts.responseInformation = c.responseInformation;
   if (c.httpPort !== undefined) opts.http = c.httpHost === undefined ? { port: c.httpPort } : { port: c.httpPort, host: c.httpHost };
@@ -681,29 +976,161 @@ export function toBrokerOptions(c: CliConfig): BrokerOptions {
   return opts;
 }
 
-export function helpText(): string {
-  const arg = (kind: Kind): string =>
-    kind === 'string' ? 'VALUE' : kind === 'path' ? 'FILE' : kind === 'wspath' ? 'PATH' : kind === 'level' ? 'LEVEL' : kind === 'durability' ? 'MODE' : 'N';
-  const rows = SETTINGS.filter((x) => x.flag !== undefined).map((x) => {
-    const flag = x.kind === 'bool' ? x.flag! : `${x.flag!} ${arg(x.kind)}`;
-    return `  ${flag.padEnd(34)} ${x.describe}\n  ${''.padEnd(34)} env ${x.env!}`;
+/** The settings, in the order of the table: for the schema (schema.ts) and the tests. */
+export function settings(): readonly Readonly<Setting>[] {
+  return SETTINGS;
+}
+
+/** The --help section of a setting. */
+export function groupOf(st: Setting): Group {
+  if (st.group !== undefined) return st.group;
+  const section = st.key.split('.')[0];
+  return section === 'cluster' ? 'Cluster' : section === 'auth' ? 'Security' : section === 'limits' ? 'Limits' : 'Operations';
+}
+
+const KiB = 1024;
+function formatBytes(n: number): string {
+  for (const [unit, size] of [['GiB', KiB ** 3], ['MiB', KiB ** 2], ['KiB', KiB]] as const) {
+    if (n >= size && n % size === 0) return `${n / size} ${unit} (${n})`;
+  }
+  return `${n} bytes`;
+}
+
+/** A default as a person reads it: on/off, 1 MiB (1048576), 2 s (2000 ms), 10 s. */
+export function formatDefault(st: Setting): string | undefined {
+  if (st.dflt !== undefined) return st.dflt;
+  const v = st.value;
+  if (v === undefined) return undefined;
+  if (typeof v === 'boolean') return v ? 'on' : 'off';
+  if (typeof v !== 'number') return String(v);
+  if (st.unit === 'bytes') return v === 0 ? '0 (off)' : formatBytes(v);
+  if (st.unit === 's') return `${v} s`;
+  if (st.unit === 'ms') return v % 1000 === 0 ? `${v / 1000} s (${v} ms)` : `${v} ms`;
+  return String(v);
+}
+
+/** The help sentence of a setting, with its default: capitalized, ending with a full stop (`glued`: for wrap()). */
+export function helpSentence(st: Setting, glued = false): string {
+  let d = st.describe.trim();
+  if (/^[a-z]+\b/.test(d) && !/^[a-z]+\d/.test(d)) d = d[0]!.toUpperCase() + d.slice(1);
+  if (!/[.!?]$/.test(d)) d += '.';
+  const dflt = formatDefault(st);
+  return dflt === undefined ? d : `${d} Default: ${glued && dflt.length <= 24 ? glue(dflt) : dflt}.`;
+}
+
+/** The value placeholder of a flag in --help. */
+function argOf(st: Setting): string {
+  if (st.arg !== undefined) return st.arg;
+  const args: Partial<Record<Kind, string>> = { int: 'N', port: 'N', number: 'N', path: 'FILE', wspath: 'PATH', level: 'LEVEL', logformat: 'FORMAT', durability: 'MODE' };
+  return args[st.kind] ?? 'VALUE';
+}
+
+/** A space that wrap() does not break at ("1 MiB", "env PETREL_PORT"). */
+const NBSP = '\u00a0';
+const glue = (s: string): string => s.replace(/ /g, NBSP);
+
+/** Words of `text` in lines of at most `width` characters (a longer word gets its own line). */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/[ \t\n]+/).filter((w) => w !== '')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  if (line !== '') lines.push(line);
+  return lines.map((l) => l.replaceAll(NBSP, ' '));
+}
+
+interface HelpRow {
+  group: Group;
+  /** The flag column: "--port N", or a config-file key. */
+  left: string;
+  sentence: string;
+  /** Where else it is set: "config port, env PETREL_PORT". */
+  meta: string | undefined;
+}
+
+/** The rows of --help: every setting not deprecated, the command's own flags and the config file's structured keys. */
+export function helpRows(): HelpRow[] {
+  const config: HelpRow = {
+      group: 'Operations',
+      left: '--config FILE',
+      sentence: "Read this config file: JSON, YAML (.yaml, .yml) or TOML (.toml), by its extension; relative paths of the files it names are read from its directory.",
+      meta: 'env PETREL_CONFIG; short -c',
+    };
+  const rows: HelpRow[] = SETTINGS.filter((st) => !st.deprecated).map((st) => {
+    const left = st.flag === undefined ? `${st.key} ${argOf(st)}` : st.kind === 'bool' ? st.flag : `${st.flag} ${argOf(st)}`;
+    const meta =
+      st.flag === undefined && st.env === undefined ? `config file only: ${st.key}` : `${glue(`config ${st.key}`)}${st.env ? `, ${glue(`env ${st.env}`)}` : ''}`;
+    return { group: groupOf(st), left, sentence: helpSentence(st, true), meta };
   });
-  return [
+  rows.unshift(config);
+  rows.push(
+    {
+      group: 'Listeners',
+      left: 'listeners [...]',
+      sentence: 'A list of listeners of any transport (tcp, tls, ws, wss), each with its own port, host, TLS, WebSocket and PROXY settings; it replaces --port and the other port options of the same or lower precedence.',
+      meta: 'config file only: listeners',
+    },
+    {
+      group: 'Security',
+      left: 'auth.loginGuard',
+      sentence: 'After repeated failed logins from one address, refuse its CONNECTs for a while: true, false, or { maxFailures, windowSeconds, banSeconds, maxTracked }. Default: on with a password file.',
+      meta: 'config file only: auth.loginGuard',
+    },
+    { group: 'Operations', left: '--print-schema', sentence: "Print the config file's JSON Schema (schema/petrel.schema.json) and exit.", meta: undefined },
+    { group: 'Operations', left: '--help', sentence: 'Show this help and exit.', meta: 'short -h' },
+    { group: 'Operations', left: '--version', sentence: 'Print the version and exit.', meta: 'short -v' },
+  );
+  return rows;
+}
+
+const GROUP_TITLES: Record<Group, string> = {
+  Listeners: 'Listeners',
+  Security: 'Security: TLS certificates, passwords, ACLs',
+  Storage: 'Storage',
+  Limits: 'Limits and MQTT features (under limits in the config file)',
+  Operations: 'Operations',
+  Cluster: 'Cluster',
+};
+
+export function helpText(width = 80): string {
+  const col = 36;
+  const out: string[] = [
     'Usage: petrel [options]',
+    '       petrel passwd [-c] FILE USER   (the password file tool: petrel passwd)',
     '',
-    'Petrel, an MQTT 3.1, 3.1.1 and 5.0 broker. Durable by default: sessions, queues and retained',
-    'messages are kept in SQLite under --data-dir (./data).',
+    ...wrap(
+      'Petrel, an MQTT 3.1, 3.1.1 and 5.0 broker. Durable by default: sessions, queues and retained messages are kept in SQLite under --data-dir (./data).',
+      width,
+    ),
     '',
-    'Options (flags override the config file, which overrides --mosquitto-config, which overrides',
-    'PETREL_* environment variables; a listener list in a file replaces --port and the other port',
-    'settings of the same or lower precedence):',
-    '  --config FILE                      JSON config file (env PETREL_CONFIG); keys as in README.md;',
-    "                                     relative paths in it are read from the file's directory",
-    ...rows,
-    '  --help                             show this help',
-    '  --version                          print the version',
+    ...wrap(
+      'Every option is a flag, a key of the config file (--config) and a PETREL_* environment variable, as shown under it. ' +
+        'Flags win over the config file, which wins over --mosquitto-config, which wins over the variables. ' +
+        'A boolean option is turned on by its flag and off by --no-<flag> (--no-retain-available); in the file and the variables it is true or false.',
+      width,
+    ),
+  ];
+  const rows = helpRows();
+  for (const group of GROUPS) {
+    out.push('', GROUP_TITLES[group]);
+    for (const r of rows.filter((x) => x.group === group)) {
+      const text = wrap(r.sentence, width - col);
+      const meta = r.meta === undefined ? [] : wrap(r.meta, width - col);
+      const first = `  ${r.left}`;
+      // A flag too long for its column puts its sentence on the next line.
+      const lines = first.length <= col - 2 ? [first.padEnd(col) + text.shift()!] : [first];
+      for (const l of [...text, ...meta]) lines.push(' '.repeat(col) + l);
+      out.push(...lines);
+    }
+  }
+  out.push(
     '',
-    'SIGHUP re-reads the TLS certificates and the password and ACL files; on an error the old ones stay.',
+    ...wrap('SIGHUP re-reads the TLS certificates and the password and ACL files; on an error the old ones stay. The config file is described in README.md (Configuration); editors check it with schema/petrel.schema.json.', width),
     '',
-  ].join('\n');
+  );
+  return out.join('\n');
 }

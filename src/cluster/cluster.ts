@@ -25,7 +25,8 @@ import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../broker/logger.js';
 import { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
-import { decodeEnvelope, decodeMessage, encodeEnvelope, type Envelope } from './codec.js';
+import { crashStep, type CrashStep } from './crash-points.js';
+import { decodeEnvelope, decodeMessage, encodeEnvelope, packFrames, unpackFrames, type Envelope } from './codec.js';
 import { FilterTrie } from './filter-trie.js';
 import { RedisStore } from './redis-store.js';
 import { ADOPT, CLAIM, DEAD, RENEW } from './scripts.js';
@@ -146,6 +147,7 @@ export class Cluster {
     this.sub = redisConnection(this.options.redis, { connectionName: `petrel-sub-${this.options.nodeId}` });
     for (const r of [this.cmd, this.blk, this.logc, this.sub]) r.on('error', (err: Error) => this.logger?.debug('redis connection error', { event: 'cluster.redis_error', err: err.message }));
     this.store = new RedisStore({ redis: this.cmd, prefix: this.P, member: this.member, load: 'none' });
+    this.store.beforeSend = () => this.flushInbox();
     this.inbox = this.inboxOf(this.member);
     this.q0 = `${this.P}n:${this.member}:q0`;
     this.ctl = `${this.P}n:${this.member}:ctl`;
@@ -179,7 +181,7 @@ export class Cluster {
     this.renewTimer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.options.leaseMs / 5)));
     this.janitorTimer = setInterval(() => void this.janitor(), 1000);
     this.loops.push(this.tailLog(), this.consumeInbox());
-    this.logger.info('cluster node joined', { event: 'cluster.joined', node: this.member, redis: this.options.redis.replace(/\/\/[^@]*@/, '//***@') });
+    this.logger.info('cluster node joined', { event: 'cluster.node_joined', node: this.member, redis: this.options.redis.replace(/\/\/[^@]*@/, '//***@') });
   }
 
   get isFenced(): boolean {
@@ -188,18 +190,27 @@ export class Cluster {
 
   // ---- lease ----
 
+  private renewing = false;
+
   private async renew(): Promise<void> {
     if (this.stopped) return;
+    // Not renewed in time: another node may adopt this node's sessions any moment now. Checked on this node's
+    // clock at every tick, not after a reply: a Redis that stopped answering (paused, partitioned) gives none.
+    if (Date.now() - this.lastRenewOk > this.options.leaseMs - Math.min(1000, this.options.leaseMs / 4)) {
+      return this.fence('could not renew the lease with Redis in time');
+    }
+    if (this.renewing) return;
+    this.renewing = true;
     try {
+      const sent = Date.now();
       await this.cmd.petrelRenew(this.P, this.member, this.options.leaseMs, this.gen, '0');
-      this.lastRenewOk = Date.now();
+      // The lease runs from when Redis set it, which is no earlier than when the renewal was sent.
+      this.lastRenewOk = Math.max(this.lastRenewOk, sent);
     } catch (err) {
       const msg = (err as Error).message ?? '';
       if (msg.startsWith('FENCED')) return this.fence(msg);
-    }
-    // Not renewed in time: another node may adopt this node's sessions any moment now.
-    if (Date.now() - this.lastRenewOk > this.options.leaseMs - Math.min(1000, this.options.leaseMs / 4)) {
-      this.fence('could not renew the lease with Redis in time');
+    } finally {
+      this.renewing = false;
     }
   }
 
@@ -208,10 +219,11 @@ export class Cluster {
     if (this.fenced || this.stopped) return;
     this.fenced = true;
     this.logger?.error('cluster node fenced: closing its clients', { event: 'cluster.fenced', node: this.member, reason: why });
-    this.broker?.fatal(new Error(`cluster: fenced (${why})`));
-    // Nothing waits on Redis any more: commits in flight fail (nothing of them is acknowledged).
+    // Nothing waits on Redis any more: commits in flight fail (nothing of them is acknowledged), so the clients'
+    // connections close at once rather than after the close timeout.
     this.stopped = true;
     void this.disconnect();
+    this.broker?.fatal(new Error(`cluster: fenced (${why})`));
   }
 
   // ---- routes ----
@@ -364,14 +376,41 @@ export class Cluster {
     this.send(member, msg.qos, encodeEnvelope(env));
   }
 
+  /**
+   * Messages for other nodes wait here for the end of the turn: QoS 0 goes as one pub/sub message per node and
+   * turn, QoS 1/2 as one inbox entry per node in the store batch the acknowledgements wait for.
+   */
+  private readonly outQ0 = new Map<string, Buffer[]>();
+  private readonly outInbox = new Map<string, Buffer[]>();
+  private q0Scheduled = false;
+
   private send(member: string, qos: QoS, data: Buffer): void {
     this.stats.forwardedOut++;
+    const out = qos === 0 ? this.outQ0 : this.outInbox;
+    const list = out.get(member);
+    if (list !== undefined) list.push(data);
+    else out.set(member, [data]);
     if (qos === 0) {
-      void this.cmd.publish(`${this.P}n:${member}:q0`, data).catch(() => {});
+      if (!this.q0Scheduled) {
+        this.q0Scheduled = true;
+        setImmediate(() => this.flushQ0());
+      }
       return;
     }
-    this.store.op('fwd', this.inboxOf(member), data);
     this.broker!.committer.touch();
+  }
+
+  private flushQ0(): void {
+    this.q0Scheduled = false;
+    for (const [member, frames] of this.outQ0) void this.cmd.publish(`${this.P}n:${member}:q0`, packFrames(frames)).catch(() => {});
+    this.outQ0.clear();
+  }
+
+  /** The store is sending a batch: this turn's inbox writes join it, one entry per target node. */
+  private flushInbox(): void {
+    if (this.outInbox.size === 0) return;
+    for (const [member, frames] of this.outInbox) this.store.op('fwd', this.inboxOf(member), packFrames(frames));
+    this.outInbox.clear();
   }
 
   // ---- messages in ----
@@ -401,7 +440,9 @@ export class Cluster {
           continue;
         }
         if (cursor === '0') cursor = entries[entries.length - 1]![0];
-        this.processEntries(this.inbox, entries, null);
+        const step = crashStep('deliver');
+        step.tick();
+        void this.processEntries(this.inbox, entries, null, step);
         if (cursor !== '>' && entries.length < 500) cursor = '>';
       } catch (err) {
         if (this.stopped) return;
@@ -414,28 +455,45 @@ export class Cluster {
     }
   }
 
-  /** Route inbox entries here; their XACKs go in the batch that stores the deliveries. */
-  private processEntries(stream: string, entries: [string, unknown][], only: Map<string, SubscriptionRecord[]> | null): void {
+  /**
+   * Route inbox entries here; their XACKs go in the batch that stores the deliveries. An entry whose target
+   * session had to be looked up in Redis is acknowledged after the lookup put its forward in the batch; the
+   * returned promise settles when every such entry is (it never rejects: a failed lookup leaves its entry pending).
+   */
+  private processEntries(stream: string, entries: [string, unknown][], only: Map<string, SubscriptionRecord[]> | null, step?: CrashStep): Promise<void> {
     const broker = this.broker!;
-    for (const [id, raw] of entries) {
-      const pkey = `${stream} ${id}`;
-      if (this.processing.has(pkey)) continue;
-      const fields = raw as (Buffer | string)[] | null;
-      if (fields !== null && fields.length >= 2) {
-        this.stats.inboxEntries++;
-        try {
-          this.deliverEnvelope(decodeEnvelope(fields[1] as Buffer), only);
-        } catch (err) {
-          broker.stats.internalErrors++;
-          this.logger?.error('inbox entry could not be delivered', { event: 'cluster.inbox_error', err });
-        }
-      }
-      this.processing.add(pkey);
+    const later: Promise<void>[] = [];
+    const ack = (pkey: string, id: string): void => {
       this.store.op('ack', stream, id);
       // touch() first: after() runs at once when nothing is pending.
       broker.committer.touch();
       broker.committer.after(() => this.processing.delete(pkey));
+    };
+    for (const [id, raw] of entries) {
+      const pkey = `${stream} ${id}`;
+      if (this.processing.has(pkey)) continue;
+      this.processing.add(pkey);
+      const fields = raw as (Buffer | string)[] | null;
+      this.lookups = [];
+      if (fields !== null && fields.length >= 2) {
+        this.stats.inboxEntries++;
+        this.deliverFrames(fields[1] as Buffer, only);
+      }
+      const lookups = this.lookups;
+      this.lookups = null;
+      if (lookups.length === 0) ack(pkey, id);
+      else
+        later.push(
+          Promise.all(lookups).then(
+            () => ack(pkey, id),
+            () => {
+              this.processing.delete(pkey);
+            },
+          ),
+        );
     }
+    if (step !== undefined) broker.committer.after(() => step.tick());
+    return Promise.all(later).then(() => {});
   }
 
   private onPubSub(channel: string, data: Buffer): void {
@@ -443,7 +501,7 @@ export class Cluster {
     try {
       if (channel === this.q0) {
         this.stats.qos0In++;
-        this.deliverEnvelope(decodeEnvelope(data), null);
+        this.deliverFrames(data, null);
       } else if (channel === this.ctl) {
         const m = JSON.parse(data.toString()) as { t: string } & Takeover;
         if (m.t === 'takeover') this.onTakeover(m);
@@ -455,9 +513,30 @@ export class Cluster {
     }
   }
 
+  /** Deliver each message of an inbox entry or pub/sub message; one that cannot be decoded does not stop the rest. */
+  private deliverFrames(data: Buffer, only: Map<string, SubscriptionRecord[]> | null): void {
+    let frames: Buffer[];
+    try {
+      frames = unpackFrames(data);
+    } catch (err) {
+      this.broker!.stats.internalErrors++;
+      this.logger?.error('cluster entry could not be decoded', { event: 'cluster.inbox_error', err });
+      return;
+    }
+    for (const f of frames) {
+      try {
+        this.deliverEnvelope(decodeEnvelope(f), only);
+      } catch (err) {
+        this.broker!.stats.internalErrors++;
+        this.logger?.error('cluster message could not be delivered', { event: 'cluster.inbox_error', err });
+      }
+    }
+  }
+
   private deliverEnvelope(env: Envelope, only: Map<string, SubscriptionRecord[]> | null): void {
     const broker = this.broker!;
-    const msg = broker.sharedMessage(env.message);
+    // A message comes once per envelope (one per node): no sharing by id needed (nor its weak-ref cost).
+    const msg = Message.fromStored(env.message);
     if (env.origin !== undefined && msg.origin === undefined) msg.origin = env.origin;
     if (msg.isExpired(Date.now())) {
       broker.stats.expired++;
@@ -518,14 +597,26 @@ export class Cluster {
       return;
     }
     if (this.waitForClaim(clientId, () => this.deliverTo(clientId, msg, qos, retain, subIds))) return;
-    // Not here: ask Redis who owns it now (rare: moves and node deaths).
-    void this.cmd.hget(`${this.P}o:${clientId}`, 'owner').then((owner) => {
-      if (owner !== null && owner !== this.member) this.forwardTo(owner, clientId, msg, qos, retain, subIds);
-      else if (owner === this.member && broker.sessions.has(clientId)) this.deliverTo(clientId, msg, qos, retain, subIds);
-      else if (owner === this.member && this.waitForClaim(clientId, () => this.deliverTo(clientId, msg, qos, retain, subIds))) return;
-      else broker.stats.internalErrors++;
-    });
+    // Not here: ask Redis who owns it now (rare: moves and node deaths). An inbox entry being processed is
+    // acknowledged only once the forward is in the store batch (processEntries waits for this).
+    const asked = this.cmd.hget(`${this.P}o:${clientId}`, 'owner').then(
+      (owner) => {
+        if (owner !== null && owner !== this.member) this.forwardTo(owner, clientId, msg, qos, retain, subIds);
+        else if (owner === this.member && broker.sessions.has(clientId)) this.deliverTo(clientId, msg, qos, retain, subIds);
+        else if (owner === this.member && this.waitForClaim(clientId, () => this.deliverTo(clientId, msg, qos, retain, subIds))) return;
+        else broker.stats.internalErrors++;
+      },
+      () => {
+        // Redis unreachable: the entry stays unacknowledged (read again, or adopted with this node).
+        throw new Error('owner lookup failed');
+      },
+    );
+    if (this.lookups !== null) this.lookups.push(asked);
+    else void asked.catch(() => {});
   }
+
+  /** Owner lookups started while processing inbox entries (null outside processEntries). */
+  private lookups: Promise<void>[] | null = null;
 
   /** Deliveries for a client id this node is claiming (its session not loaded yet) wait for the claim. */
   private readonly afterClaim = new Map<string, (() => void)[]>();
@@ -596,14 +687,16 @@ export class Cluster {
 
   private async claimNow(clientId: string, clean: boolean): Promise<void> {
     const broker = this.broker!;
+    const step = crashStep('claim');
     const [prev, epoch, alive, exists] = await this.cmd.petrelClaim(this.P, this.member, clientId);
+    step.tick();
     // A later claim's takeover request can arrive (by pub/sub) before this claim's reply: it has already set a
     // higher epoch here, and this CONNECT lost.
     if ((this.epochs.get(clientId) ?? 0) > Number(epoch)) throw new Error('a later CONNECT for this client id took over');
     this.epochs.set(clientId, Number(epoch));
     if (prev !== '' && prev !== this.member) {
       this.stats.takeoversAsked++;
-      if (Number(alive) === 1) await this.askRelease(prev, clientId, Number(epoch), clean);
+      if (Number(alive) === 1) await this.askRelease(prev, clientId, Number(epoch), clean, step);
       // Its session is no longer in this node's memory, if it was (the other node changed it since).
       this.dropForwarding(clientId);
       const local = broker.sessions.get(clientId);
@@ -614,6 +707,7 @@ export class Cluster {
     if (clean) {
       // Clean start: the stored session ends here; its will goes out [MQTT-3.1.2-8] (it did not resume).
       const loaded = await this.store.loadSession(clientId);
+      step.tick();
       if (this.epochs.get(clientId) !== Number(epoch)) throw new Error('a later CONNECT for this client id took over');
       if (loaded !== null && !broker.sessions.has(clientId)) {
         const s = broker.adoptSession(loaded, false);
@@ -622,14 +716,16 @@ export class Cluster {
       return;
     }
     const loaded = await this.store.loadSession(clientId);
+    step.tick();
     const seen = await this.store.seenIds(clientId, Date.now() - SEEN_WINDOW_MS);
+    step.tick();
     if (this.epochs.get(clientId) !== Number(epoch)) throw new Error('a later CONNECT for this client id took over');
     if (loaded === null || broker.sessions.has(clientId)) return;
     this.seen.set(clientId, new Set(seen.map(Number)));
     broker.adoptSession(loaded, false);
   }
 
-  private async askRelease(prev: string, clientId: string, epoch: number, clean: boolean): Promise<void> {
+  private async askRelease(prev: string, clientId: string, epoch: number, clean: boolean, step: CrashStep): Promise<void> {
     const deadline = Date.now() + this.options.leaseMs + 1000;
     const key = `${clientId} ${epoch}`;
     try {
@@ -642,10 +738,13 @@ export class Cluster {
           });
         });
         await this.cmd.publish(`${this.P}n:${prev}:ctl`, JSON.stringify({ t: 'takeover', c: clientId, epoch, from: this.member, clean }));
+        step.tick();
         if (await done) return;
         // No answer: is it still alive?
         const lease = await this.cmd.zscore(`${this.P}nodes`, prev);
+        step.tick();
         const [, now] = await this.cmd.petrelRenew(this.P, this.member, this.options.leaseMs, this.gen, '0');
+        step.tick();
         if (lease === null || Number(lease) < Number(now)) return;
       }
       throw new Error(`node ${prev} did not release ${clientId}`);
@@ -669,6 +768,9 @@ export class Cluster {
       this.forwarding.set(m.c, { session, to: m.from, timer });
     }
     this.seen.delete(m.c);
+    // No longer this node's: out of its set of client ids (the owner record is the new node's, left alone).
+    this.store.op('own', m.c, 0);
+    broker.committer.touch();
     // Once what this node wrote for the session is committed.
     const reply = (): void => {
       void this.cmd.publish(`${this.P}n:${m.from}:ctl`, JSON.stringify({ t: 'released', c: m.c, epoch: m.epoch })).catch(() => {});
@@ -707,9 +809,19 @@ export class Cluster {
       const dead = await this.cmd.petrelDead(this.P);
       for (const d of dead) {
         if (d === this.member) continue;
-        const ok = await this.cmd.set(`${this.P}lock:${d}`, this.member, 'PX', 120_000, 'NX');
+        // The lock outlives a dead adopter by a few leases only: it is renewed while the adoption runs.
+        const lock = `${this.P}lock:${d}`;
+        const lockMs = 3 * this.options.leaseMs;
+        const ok = await this.cmd.set(lock, this.member, 'PX', lockMs, 'NX');
         if (ok !== 'OK') continue;
-        await this.adopt(d);
+        const keep = setInterval(() => void this.cmd.pexpire(lock, lockMs).catch(() => {}), Math.max(100, Math.floor(this.options.leaseMs / 2)));
+        try {
+          const step = crashStep('adopt');
+          step.tick();
+          await this.adopt(d, step);
+        } finally {
+          clearInterval(keep);
+        }
       }
     } catch (err) {
       if (!this.stopped) this.logger?.warn('janitor pass failed', { event: 'cluster.janitor_error', err: (err as Error).message });
@@ -719,17 +831,22 @@ export class Cluster {
   }
 
   /** Take over a dead node: its sessions, its routes, its inbox. */
-  private async adopt(dead: string): Promise<void> {
+  private async adopt(dead: string, step: CrashStep): Promise<void> {
     const broker = this.broker!;
     const t0 = Date.now();
     this.stats.deadNodes++;
+    // The dead node's set lists every client id it ever owned (kept until its adoption completes): an adopter
+    // that died half-way has moved some of them; the entries of the inbox still reach those where they are.
     const ids = await this.cmd.smembers(`${this.P}n:${dead}:sess`);
+    step.tick();
     const theirs = new Map<string, SubscriptionRecord[]>();
     let adopted = 0;
     for (const c of ids) {
       const loaded = await this.store.loadSession(c);
+      step.tick();
       if (loaded !== null) theirs.set(c, loaded.subscriptions);
       const epoch = await this.cmd.petrelAdopt(this.P, this.member, dead, c);
+      step.tick();
       if (Number(epoch) === 0) continue;
       if (loaded === null) {
         // A connection without a stored session (nor a will): nothing to adopt, the client id is free.
@@ -740,6 +857,7 @@ export class Cluster {
       if (broker.sessions.has(c)) continue;
       this.epochs.set(c, Number(epoch));
       const seen = await this.store.seenIds(c, Date.now() - SEEN_WINDOW_MS);
+      step.tick();
       this.seen.set(c, new Set(seen.map(Number)));
       // Its client was connected when the node died: disconnected as of now (its will waits for its delay).
       broker.adoptSession(loaded, true);
@@ -748,37 +866,49 @@ export class Cluster {
     this.stats.adoptedSessions += adopted;
     // Make before break: this node's routes for the adopted sessions are in before the dead node's go.
     await broker.committer.flush();
+    step.tick();
     const inbox = this.inboxOf(dead);
-    await this.drain(inbox, theirs);
+    await this.drain(inbox, theirs, step);
     const fields = await this.cmd.hkeys(`${this.P}routes`);
+    step.tick();
     for (const f of fields) {
       const i = f.lastIndexOf('\u0000');
       if (i > 0 && f.slice(i + 1) === dead) this.store.op('rdel', f.slice(0, i), dead);
     }
     broker.committer.touch();
     const v = await this.store.commitWithReply();
+    step.tick();
     // Every live node applied the removal (its later batches cannot target the dead inbox), then a last drain.
     if (typeof v === 'string') await this.waitApplied(v);
-    await this.drain(inbox, theirs);
+    step.tick();
+    await this.drain(inbox, theirs, step);
     await broker.committer.flush();
+    step.tick();
     await this.cmd.del(inbox, `${this.P}n:${dead}:sess`, `${this.P}n:${dead}:ctl`);
+    step.tick();
     await this.cmd.hdel(`${this.P}applied`, dead);
     await this.cmd.hdel(`${this.P}batch`, dead);
+    step.tick();
     // Last: an adopter that dies half-way leaves the node listed as dead, and its lock expires for another.
     await this.cmd.zrem(`${this.P}nodes`, dead);
+    step.tick();
     await this.cmd.del(`${this.P}lock:${dead}`);
     this.logger?.warn('adopted a dead node', { event: 'cluster.node_adopted', dead, sessions: adopted, ms: Date.now() - t0 });
   }
 
-  private async drain(inbox: string, sessions: Map<string, SubscriptionRecord[]>): Promise<void> {
-    if ((await this.cmd.exists(inbox)) === 0) return;
+  private async drain(inbox: string, sessions: Map<string, SubscriptionRecord[]>, step: CrashStep): Promise<void> {
+    const exists = await this.cmd.exists(inbox);
+    step.tick();
+    if (exists === 0) return;
     // What the dead node had read and not acknowledged, then what it never read.
     let start = '0-0';
     for (let rounds = 0; rounds < 10_000; rounds++) {
       const r = (await this.cmd.callBuffer('XAUTOCLAIM', inbox, 'g', this.member, '0', start, 'COUNT', '500')) as unknown as [Buffer, [Buffer, Buffer[]][]];
+      step.tick();
       const entries = r[1].filter((e) => e !== null).map(([id, f]) => [id.toString(), f] as [string, unknown]);
-      if (entries.length > 0) this.processEntries(inbox, entries, sessions);
+      if (entries.length > 0) await this.processEntries(inbox, entries, sessions);
       await this.broker!.committer.flush();
+      step.tick();
       start = r[0].toString();
       if (start === '0-0') break;
     }
@@ -786,9 +916,11 @@ export class Cluster {
       const r = (await this.cmd.xreadgroupBuffer('GROUP', 'g', this.member, 'COUNT', '500', 'STREAMS', inbox, '>')) as unknown as
         | [Buffer, [Buffer, Buffer[]][]][]
         | null;
+      step.tick();
       if (r === null || r[0]![1].length === 0) break;
-      this.processEntries(inbox, r[0]![1].map(([id, f]) => [id.toString(), f] as [string, unknown]), sessions);
+      await this.processEntries(inbox, r[0]![1].map(([id, f]) => [id.toString(), f] as [string, unknown]), sessions);
       await this.broker!.committer.flush();
+      step.tick();
     }
   }
 
@@ -815,6 +947,7 @@ export class Cluster {
     if (!this.fenced) await this.cmd.zadd(`${this.P}nodes`, 0, this.member).catch(() => {});
     await this.disconnect();
     await Promise.allSettled(this.loops);
+    this.logger?.info('cluster node left', { event: 'cluster.node_left', node: this.member });
   }
 
   private async disconnect(): Promise<void> {

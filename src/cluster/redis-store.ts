@@ -26,6 +26,7 @@ import {
   type SubscriptionRecord,
 } from '../store/types.js';
 import { decodeEntry, decodeMessage, encodeEntry, encodeMessage, entryBytes } from './codec.js';
+import { crashPointsArmed, crashStep } from './crash-points.js';
 import { COMMIT, READ_QUEUE } from './scripts.js';
 
 /** Message ids: each node incarnation takes a block of 2^36 from a counter in Redis. */
@@ -98,6 +99,9 @@ export class RedisStore implements Store {
   private opened = false;
   /** Sessions with a record (written here or loaded): writes that add to a session need one. */
   private readonly known = new Set<string>();
+  /** Called before a batch is sent: the cluster adds its merged inbox writes (one per target node) then. */
+  beforeSend: (() => void) | null = null;
+
   /** A batch sent early (by a read) failed: the next commit() fails with it (nothing after it is acknowledged). */
   private failure: unknown = null;
 
@@ -258,11 +262,15 @@ export class RedisStore implements Store {
 
   /** Send what is pending as one batch (not awaited); resolves with the script's reply. */
   private sendPending(): Promise<unknown> {
+    this.beforeSend?.();
     if (this.ops.length === 0) return Promise.resolve();
     const ops = this.ops;
     this.ops = [];
     const seq = this.options.member === '' ? 0 : ++this.batchSeq;
+    // A batch that carries messages to other nodes' inboxes is the cross-node step of a publish (tests only).
+    const step = crashPointsArmed && ops.includes('fwd') ? crashStep('publish') : null;
     const p = this.redis.petrelCommit(this.P, this.options.member, seq, ...ops);
+    if (step !== null) p.then(() => step.tick(), () => {});
     this.inflight.add(p);
     const done = (): void => {
       this.inflight.delete(p);

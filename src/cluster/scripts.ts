@@ -158,7 +158,6 @@ local dead = ARGV[3]
 local c = ARGV[4]
 ${NOW}
 ${FENCE}
-redis.call('SREM', P .. 'n:' .. dead .. ':sess', c)
 local o = redis.call('HMGET', P .. 'o:' .. c, 'owner', 'epoch')
 if o[1] ~= dead then return 0 end
 local epoch = (tonumber(o[2]) or 0) + 1

@@ -194,7 +194,7 @@ export class Obs {
     this.payloadBytesOut += bytes;
   }
 
-  /** An accepted PUBLISH was routed to `matched` sessions; t0: now() before routing. */
+  /** An accepted PUBLISH was routed to `matched` sessions; t0: runClock() of the read that brought it. */
   routed(qos: number, matched: number, t0: number): void {
     this.published++;
     if (matched === 0) this.droppedNoSubscribers++;

@@ -144,7 +144,7 @@ export async function startHttp(broker: Broker, options: HttpOptions & { host: s
     Promise.resolve()
       .then(() => route.handler(req, res, url))
       .catch((err: unknown) => {
-        broker.logger.error('HTTP request failed', { path: url.pathname, err });
+        broker.logger.error('HTTP request failed', { event: 'http.error', path: url.pathname, err });
         if (!res.headersSent) send(res, 500, 'internal error\n');
         else res.destroy();
       });
@@ -159,7 +159,7 @@ export async function startHttp(broker: Broker, options: HttpOptions & { host: s
       resolve();
     });
   });
-  server.on('error', (err) => broker.logger.error('HTTP listener error', { err }));
+  server.on('error', (err) => broker.logger.error('HTTP listener error', { event: 'http.error', err }));
   let connections = 0;
   server.on('connection', (socket) => {
     connections++;

@@ -39,7 +39,7 @@ export function startObservability(broker: Broker, options: ResolvedOptions): Ob
           const { mountDashboard } = await import('./dashboard/index.js');
           mountDashboard(http);
         }
-        broker.logger.info('listening', { transport: 'http', host: http.address.host, port: http.address.port, admin: h.adminToken !== undefined });
+        broker.logger.info('listening', { event: 'listener.listening', transport: 'http', host: http.address.host, port: http.address.port, admin: h.adminToken !== undefined });
       })();
       return opening;
     },

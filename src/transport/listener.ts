@@ -94,7 +94,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
     p.timer = null;
     if (!p.settled) host.stats[counter]++;
     p.settled = true;
-    host.logger.debug('connection refused by the listener', { listener: name, remote: formatAddress(p.ip, p.port), reason: why });
+    host.logger.debug('connection refused by the listener', { event: 'listener.refused', listener: name, remoteAddress: formatAddress(p.ip, p.port), reason: why });
     p.raw.destroy();
   };
 
@@ -139,7 +139,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
         // Node reports the attempt and would go on: the connection is closed.
         if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED') {
           host.stats.tlsRenegotiationsRefused++;
-          host.logger.info('TLS renegotiation refused; closing', { listener: name, remote: formatAddress(p.ip, p.port) });
+          host.logger.info('TLS renegotiation refused; closing', { event: 'listener.tls_renegotiation_refused', listener: name, remoteAddress: formatAddress(p.ip, p.port) });
           ts.destroy();
         }
       });
@@ -180,7 +180,7 @@ export async function openListener(l: ResolvedListener, host: ListenerHost): Pro
         p.timer = null;
         if (!p.settled) host.stats.wsUpgradesRefused++;
         p.settled = true;
-        host.logger.debug('WebSocket upgrade refused', { listener: name, remote: formatAddress(p.ip, p.port), reason: why });
+        host.logger.debug('WebSocket upgrade refused', { event: 'listener.refused', listener: name, remoteAddress: formatAddress(p.ip, p.port), reason: why });
       });
     });
     httpServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {

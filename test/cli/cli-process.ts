@@ -3,6 +3,7 @@
 
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { parseLogLine } from '../helpers/log-lines.js';
 import { LineProcess } from '../helpers/processes.js';
 
 export const CLI = fileURLToPath(new URL('../../../dist/cli/main.js', import.meta.url));
@@ -28,10 +29,13 @@ export async function freePorts(n: number): Promise<number[]> {
 /** Start petrel and wait until its log says it listens on every one of `ports`. */
 export async function startCli(args: string[], ports: number[], env: NodeJS.ProcessEnv = {}, ms = 15_000): Promise<LineProcess> {
   const p = new LineProcess(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env } });
-  const listening = (port: number) => (lines: string[]) => lines.some((l) => /listening/.test(l) && new RegExp(`port=${port}\\b`).test(l));
+  const listening = (port: number) => (l: string): boolean => {
+    const r = parseLogLine(l);
+    return r !== null && r.event === 'listener.listening' && r.port === port;
+  };
   const deadline = Date.now() + ms;
   for (const port of ports) {
-    await p.waitForLine((l) => listening(port)([l]), Math.max(1, deadline - Date.now()), `petrel listening on port ${port}`, true);
+    await p.waitForLine(listening(port), Math.max(1, deadline - Date.now()), `petrel listening on port ${port}`, true);
   }
   return p;
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, ConfigError } from '../../src/cli/config.js';
 import { kill, startPetrel } from '../durability/petrel-process.js';
+import { findEvent } from '../helpers/log-lines.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/main.js');
@@ -110,21 +111,21 @@ describe('petrel command line', () => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       const p = await startPetrel(['--memory']);
       assert.deepEqual(await kill(p, signal), { code: 0, signal: null });
-      assert.match(p.log(), /broker closed/);
+      assert.ok(findEvent(p.log(), 'broker.stopped'), p.log());
     }
   });
 
   it('with no store flag, petrel is durable: SQLite under --data-dir', async () => {
     const dir = join(tmp, 'default-store');
     const p = await startPetrel(['--data-dir', dir]);
-    assert.match(p.log(), /store opened store=sqlite/);
+    assert.equal(findEvent(p.log(), 'store.opened')?.store, 'sqlite');
     assert.deepEqual(await kill(p, 'SIGTERM'), { code: 0, signal: null });
     const child = spawn(process.execPath, [CLI, '--port', '0', '--host', '127.0.0.1'], { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const end = Date.now() + 10_000;
-    while (!/listening/.test(log) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-    assert.match(log, /store opened store=sqlite/, 'no flags: the SQLite store in ./data');
+    while (findEvent(log, 'listener.listening') === undefined && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(findEvent(log, 'store.opened')?.store, 'sqlite', 'no flags: the SQLite store in ./data');
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     assert.ok(readFileSync(join(tmp, 'data', 'petrel.db')).length > 0);

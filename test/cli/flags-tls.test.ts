@@ -14,6 +14,7 @@ import { testCerts, type TestCerts } from '../helpers/certs.js';
 import { run } from '../helpers/processes.js';
 import { connectMqtt, uniqueId } from '../helpers/mqttjs.js';
 import { CLI, freePorts, messageLines, startCli, stopCli, subscribed } from './cli-process.js';
+import { parseLogLine } from '../helpers/log-lines.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'petrel-cli-flags-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -259,7 +260,7 @@ describe('petrel process: flags end to end', () => {
     const p = await startCli(['--port', String(port), '--host', '127.0.0.1', '--memory'], [port!]);
     try {
       p.child.kill('SIGHUP');
-      await p.waitForLine((l) => /petrel: SIGHUP, reloaded/.test(l), 10_000, 'the reload report', true);
+      await p.waitForLine((l) => parseLogLine(l)?.event === 'config.reloaded', 10_000, 'the reload report', true);
       assert.equal(p.exited, false, 'still running after SIGHUP');
       const r = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-t', 'x', '-m', 'after reload'], 10_000);
       assert.equal(r.code, 0, r.describe);
@@ -310,7 +311,9 @@ describe('petrel process: flags end to end', () => {
     try {
       writeFileSync(file, 'carol:$7$this is not a hash\n');
       p.child.kill('SIGHUP');
-      await p.waitForLine((l) => /petrel: SIGHUP, reload of auth failed, the old settings stay/.test(l), 10_000, 'the reload error', true);
+      const failed = await p.waitForLine((l) => parseLogLine(l)?.event === 'config.reload_failed', 10_000, 'the reload error', true);
+      assert.equal(parseLogLine(failed)!.part, 'auth', failed);
+      assert.match(parseLogLine(failed)!.msg, /the old settings stay/);
       const r = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'carol', '-P', 'carol-secret', '-t', 'x', '-m', 'still in'], 10_000);
       assert.equal(r.code, 0, r.describe);
     } finally {

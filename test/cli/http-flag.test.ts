@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CLI, freePorts, startCli, stopCli } from './cli-process.js';
 import { connectMqtt, endAll } from '../helpers/mqttjs.js';
+import { findEvent } from '../helpers/log-lines.js';
 
 const run = promisify(execFile);
 
@@ -15,7 +16,7 @@ describe('petrel --http-port', () => {
     const [mqttPort, httpPort] = await freePorts(2);
     const p = await startCli(['--memory', '--port', String(mqttPort), '--http-port', String(httpPort), '--sys-interval', '0'], [mqttPort!, httpPort!]);
     try {
-      assert.ok(/listening transport=http host=127\.0\.0\.1 /.test(p.stderr), p.stderr);
+      assert.equal(findEvent(p.stderr, 'listener.listening', (r) => r.transport === 'http')?.host, '127.0.0.1', p.stderr);
       const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
       assert.equal(ready.status, 200);
       const c = await connectMqtt(`mqtt://127.0.0.1:${mqttPort}`, { protocolVersion: 5 });

@@ -14,6 +14,7 @@ import { testCerts, type TestCerts } from '../helpers/certs.js';
 import { LineProcess, run } from '../helpers/processes.js';
 import { connectMqtt, uniqueId } from '../helpers/mqttjs.js';
 import { CLI, freePorts, messageLines, startCli, stopCli, subscribed } from './cli-process.js';
+import { findEvent, logRecords } from '../helpers/log-lines.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'petrel-mosq-e2e-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -94,8 +95,8 @@ describe('petrel --mosquitto-config with a real mosquitto.conf', () => {
 
   it('petrel starts from it: one listener per listener line, on the same ports', async () => {
     petrel = await startCli(['--mosquitto-config', conf], [plain, tls, ws]);
-    assert.doesNotMatch(petrel.stderr, /warning/, 'every directive of the file is supported');
-    assert.match(petrel.stderr, /store opened store=memory/, 'persistence false: the memory store');
+    assert.deepEqual(logRecords(petrel.stderr).filter((r) => r.event === 'config.warning'), [], 'every directive of the file is supported');
+    assert.equal(findEvent(petrel.stderr, 'store.opened')?.store, 'memory', 'persistence false: the memory store');
   });
 
   // Needs the auth branch (password file).
@@ -168,7 +169,9 @@ describe('petrel --mosquitto-config with a real mosquitto.conf', () => {
     assert.equal(r.stderr.trim(), `petrel: ${bad}:3: sys_interval: a Mosquitto directive that Petrel does not support (petrel --lenient skips it with a warning)`);
     const p = await startCli(['--mosquitto-config', bad, '--lenient', '--memory'], [port!]);
     try {
-      assert.match(p.stderr, new RegExp(`petrel: warning: ${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: sys_interval: .*skipped \\(--lenient\\)`));
+      const warning = findEvent(p.stderr, 'config.warning');
+      assert.ok(warning && warning.level === 40, p.stderr);
+      assert.match(warning.msg, new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: sys_interval: .*skipped \\(--lenient\\)`));
       const pub = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-t', 'x', '-m', 'y'], 10_000);
       assert.equal(pub.code, 0, pub.describe);
     } finally {

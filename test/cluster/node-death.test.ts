@@ -4,34 +4,13 @@
 // PUBREC'd on the old connection is completed by the PUBREL that comes on the new one.
 
 import { describe, it } from 'node:test';
-import { Store } from 'mqtt';
 import assert from 'node:assert/strict';
-import { connectMqtt, endAll, uniqueId, type Connected } from '../helpers/mqttjs.js';
+import { connectMqtt, connectRetry, endAll, KeptStore, uniqueId, type Connected } from '../helpers/mqttjs.js';
 import { sleep, withTimeout } from '../helpers/wait.js';
 import { startCluster, type TestCluster } from './nodes.js';
 
 const v5 = { protocolVersion: 5 as const };
 const persistent = (clientId: string) => ({ ...v5, clientId, clean: false, properties: { sessionExpiryInterval: 600 } });
-
-/** An incoming store that outlives its MQTT.js client (end() closes the store it was given). */
-class KeptStore extends Store {
-  override close(cb?: () => void): void {
-    cb?.();
-  }
-}
-
-/** Connect, retrying while the cluster adopts a dead node's client ids (bounded). */
-async function connectRetry(url: string, options: object, ms = 20_000): Promise<Connected> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await connectMqtt(url, options, 8000);
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(200);
-    }
-  }
-}
 
 interface Outcome {
   acked: number;

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kill, startPetrel, type PetrelProcess } from '../durability/petrel-process.js';
+import { findEvent } from '../helpers/log-lines.js';
 import { startRedis, type Persistence, type RedisServer } from '../helpers/redis.js';
 
 export interface Node {
@@ -19,16 +20,17 @@ export interface TestCluster {
   redis: RedisServer;
   nodes: Node[];
   leaseMs: number;
-  start(id: string): Promise<Node>;
+  /** Start one more node (env: extra environment, e.g. PETREL_CRASH_AT). */
+  start(id: string, env?: NodeJS.ProcessEnv): Promise<Node>;
   kill9(node: Node): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** The member name a node logs when it joins (text or JSON log lines). */
+/** The member name a node logs when it joins (its cluster.node_joined record). */
 function memberOf(log: string): string {
-  const m = /cluster node joined.*?node[=":]+([A-Za-z0-9._-]+#[0-9a-f]+)/.exec(log);
-  if (!m) throw new Error(`no cluster.joined line in:\n${log}`);
-  return m[1]!;
+  const node = findEvent(log, 'cluster.node_joined')?.node;
+  if (typeof node !== 'string') throw new Error(`no cluster.node_joined record in:\n${log}`);
+  return node;
 }
 
 export async function startCluster(ids: string[], options: { leaseMs?: number; persistence?: Persistence } = {}): Promise<TestCluster> {
@@ -38,8 +40,8 @@ export async function startCluster(ids: string[], options: { leaseMs?: number; p
   const config = join(dir, 'petrel.json');
   writeFileSync(config, JSON.stringify({ cluster: { leaseMs } }));
   const nodes: Node[] = [];
-  const start = async (id: string): Promise<Node> => {
-    const proc = await startPetrel(['--cluster', redis.socket, '--node-id', id, '--config', config, '--memory']);
+  const start = async (id: string, env?: NodeJS.ProcessEnv): Promise<Node> => {
+    const proc = await startPetrel(['--cluster', redis.socket, '--node-id', id, '--config', config, '--memory'], 15_000, env);
     const n: Node = { id, proc, port: proc.port, url: `mqtt://127.0.0.1:${proc.port}`, member: memberOf(proc.log()) };
     nodes.push(n);
     return n;

@@ -1,9 +1,10 @@
 // Runs the real `petrel` command in a child process for the durability tests:
-// start on port 0, read the bound port from its log, kill it with any signal.
+// start on port 0, read the bound port from its JSON log (the listener.listening record), kill it with any signal.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { listeningPort } from '../helpers/log-lines.js';
 
 const CLI = fileURLToPath(new URL('../../../dist/cli/main.js', import.meta.url));
 
@@ -18,9 +19,10 @@ export interface PetrelProcess {
   rssKb(): number;
 }
 
-export async function startPetrel(args: string[], timeoutMs = 15_000): Promise<PetrelProcess> {
+export async function startPetrel(args: string[], timeoutMs = 15_000, env?: NodeJS.ProcessEnv): Promise<PetrelProcess> {
   const child = spawn(process.execPath, [CLI, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    ...(env !== undefined ? { env: { ...process.env, ...env } } : {}),
   });
   let stderr = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -30,10 +32,10 @@ export async function startPetrel(args: string[], timeoutMs = 15_000): Promise<P
     const timer = setTimeout(() => reject(new Error(`petrel did not start within ${timeoutMs} ms:\n${stderr}`)), timeoutMs);
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
-      const m = /listening (?:listener=\S+ )?transport=tcp host=\S+ port=(\d+)/.exec(stderr);
-      if (m) {
+      const port = listeningPort(stderr, 'tcp');
+      if (port !== undefined) {
         clearTimeout(timer);
-        resolve(Number(m[1]));
+        resolve(port);
       }
     });
     void exited.then(({ code, signal }) => {

@@ -1,7 +1,7 @@
 // MQTT.js for tests: connect without automatic reconnection, collect messages,
 // and wait for them with deadlines.
 
-import { connect, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
+import { connect, Store, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import { sleep } from './wait.js';
 import { testCa } from './transport.js';
 
@@ -133,4 +133,27 @@ export async function endAll(...clients: (MqttClient | undefined | null)[]): Pro
       }
     }),
   );
+}
+
+/**
+ * A packet store that outlives its MQTT.js client (end() closes the store it was given): shared by a client and
+ * the one that resumes its session, it keeps the QoS 1/2 state across the reconnect, as an exactly-once client must.
+ */
+export class KeptStore extends Store {
+  override close(cb?: () => void): void {
+    cb?.();
+  }
+}
+
+/** Connect, retrying while a cluster adopts a dead node's (or worker's) client ids (bounded by ms). */
+export async function connectRetry(url: string, options: IClientOptions, ms = 20_000): Promise<Connected> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await connectMqtt(url, options, 8000);
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(200);
+    }
+  }
 }

@@ -207,7 +207,7 @@ async function authorize(broker: Broker, m: ParsedPublish, remote: string): Prom
     try {
       r = await hook(info, msg);
     } catch (err) {
-      broker.logger.error('authorizePublish hook failed (admin publish)', { err });
+      broker.logger.error('authorizePublish hook failed (admin publish)', { event: 'hook.failed', hook: 'authorizePublish', err });
       throw new HttpError(403, 'forbidden', 'the authorizePublish hook failed');
     }
   }
