@@ -262,6 +262,8 @@ describe('web dashboard in chromium', { timeout: 60_000 }, () => {
       assert.equal(await page.isDisabled('#clients-prev'), true);
       await page.click('#clients-next');
       await page.locator('#clients-summary', { hasText: /^12 clients, page 2$/ }).waitFor();
+      // The last page: its 2 rows, and no Next (waited for, within a bound, rather than read once).
+      await page.waitForFunction(() => document.querySelectorAll('#clients-body tr[data-client-id]').length === 2 && document.getElementById('clients-next').disabled === true, null, { timeout: 5000 });
       const second = await rowIds();
       assert.equal(second.length, 2);
       assert.equal(await page.isDisabled('#clients-next'), true);
