@@ -1,10 +1,12 @@
 // The real `petrel` command (dist/cli/main.js) for the end-to-end CLI tests: free ports found by listening on
 // port 0 first, the process started with any arguments and environment, readiness read from its log.
 
+import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseLogLine } from '../helpers/log-lines.js';
 import { LineProcess } from '../helpers/processes.js';
+import { ConfigError } from '../../src/cli/config.js';
 
 export const CLI = fileURLToPath(new URL('../../../dist/cli/main.js', import.meta.url));
 
@@ -57,4 +59,15 @@ export async function subscribed(args: string[], ms = 10_000): Promise<LineProce
 /** The message lines of a mosquitto_sub -d -v run (its debug lines left out). */
 export function messageLines(p: LineProcess): string[] {
   return p.lines.filter((l) => !/^Client \S+ (sending|received) /.test(l) && !/^Subscribed \(mid/.test(l) && l.trim() !== '');
+}
+
+/** The message of the ConfigError that fn throws. */
+export function configError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `a ConfigError, got ${String(err)}`);
+    return err.message;
+  }
+  assert.fail('no error');
 }

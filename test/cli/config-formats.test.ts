@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { ConfigError, configFormat, jsonSyntaxError, loadConfig, toBrokerOptions } from '../../src/cli/config.js';
+import { configFormat, jsonSyntaxError, loadConfig, toBrokerOptions } from '../../src/cli/config.js';
 import { resolveOptions } from '../../src/broker/options.js';
-import { freePorts, startCli, stopCli } from './cli-process.js';
+import { configError, freePorts, startCli, stopCli } from './cli-process.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'petrel-formats-'));
@@ -21,17 +21,6 @@ function file(name: string, text: string): string {
   const f = join(tmp, name);
   writeFileSync(f, text);
   return f;
-}
-
-/** The message of the ConfigError that fn throws. */
-function configError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `a ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail('no error');
 }
 
 const load = (f: string) => loadConfig(['--config', f], {});

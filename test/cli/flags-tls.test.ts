@@ -9,25 +9,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, helpText, loadConfig, toBrokerOptions } from '../../src/cli/config.js';
+import { helpText, loadConfig, toBrokerOptions } from '../../src/cli/config.js';
 import { testCerts, type TestCerts } from '../helpers/certs.js';
 import { run } from '../helpers/processes.js';
 import { connectMqtt, uniqueId } from '../helpers/mqttjs.js';
-import { CLI, freePorts, messageLines, startCli, stopCli, subscribed } from './cli-process.js';
+import { CLI, configError, freePorts, messageLines, startCli, stopCli, subscribed } from './cli-process.js';
 import { parseLogLine } from '../helpers/log-lines.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'petrel-cli-flags-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
-
-function configError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `a ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail('no error');
-}
 
 describe('listener flags', () => {
   it('--port alone: one plain TCP listener (the existing contract)', () => {
