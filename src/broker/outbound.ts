@@ -57,7 +57,7 @@ export class OutEntry implements QueueEntry {
   sent = false;
   /** Bytes charged to the heap budget while in the heap. */
   cost: number;
-  /** performance.now() when last sent, for the ack round-trip histogram (0 when metrics are off). */
+  /** When last sent, in tenths of a millisecond (Obs.sendStamp), for the ack round-trip histogram (0 when metrics are off). */
   sentAt = 0;
   constructor(seq: number, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | undefined, state: QueueState, group: SharedGroup | null) {
     this.seq = seq;
@@ -460,7 +460,7 @@ export class OutboundQueue {
       this.forget(entry);
       return true;
     }
-    entry.sentAt = this.env.obs.runClock();
+    entry.sentAt = this.env.obs.sendStamp();
     const stored = this.host.stored;
     // Write before you send: a PUBLISH to a stored session must not reach the client before the store knows
     // the entry, the sequence it came from and that it was sent. Else a restart could give its QoS 2 packet id

@@ -180,6 +180,15 @@ export class Obs {
     return this.cached;
   }
 
+  /**
+   * runClock() in whole tenths of a millisecond: what an outbound entry keeps as its send time. A small integer
+   * stays unboxed in the entry (a double field costs an allocation per message sent); 0.1 ms is well under the
+   * 0.5 ms first bucket of the ack histogram. 0 when timing is off.
+   */
+  sendStamp(): number {
+    return this.timing ? Math.floor(this.runClock() * 10) : 0;
+  }
+
   /** A PUBLISH arrived from a client. */
   received(qos: number, bytes: number): void {
     this.messagesIn[qos]!++;
@@ -203,10 +212,10 @@ export class Obs {
     this.fanout.observe(matched);
   }
 
-  /** A QoS 1 PUBACK or QoS 2 PUBCOMP for a message sent at sentAt (now(), 0 if not timed). */
+  /** A QoS 1 PUBACK or QoS 2 PUBCOMP for a message sent at sentAt (sendStamp(), 0 if not timed). */
   ackedAt(qos: number, sentAt: number): void {
     this.acked[qos]!++;
-    if (sentAt > 0 && this.timing) this.ackRoundTrip[qos]!.observe((this.runClock() - sentAt) / 1000);
+    if (sentAt > 0 && this.timing) this.ackRoundTrip[qos]!.observe((this.sendStamp() - sentAt) / 10_000);
   }
 
   /** A CONNACK with this reason code goes out (0: accepted): the authentication decision is made. */
