@@ -314,8 +314,10 @@ export const APP_JS = String.raw`'use strict';
         if (clients.selected === clientId) this.closeDetails();
         $('clients-summary').textContent = 'Kicked ' + clientId;
         // The session of a clean client goes with its connection; wait a moment so that the list is current.
+        // Not if the list was asked for again meanwhile (a search, a page): that answer is newer than this one.
+        const asked = clients.seq;
         await new Promise((r) => setTimeout(r, 150));
-        await this.load();
+        if (clients.seq === asked) await this.load();
       } catch (e) { showError(e); }
     },
     async details(clientId) {
