@@ -8,7 +8,6 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +15,7 @@ import { chromium } from 'playwright-core';
 import { createBroker, type PetrelBroker } from '../../src/index.js';
 import { connectMqtt, endAll, type Connected } from '../helpers/mqttjs.js';
 import { sleep } from '../helpers/wait.js';
+import { freePorts } from '../cli/cli-process.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CONTRIB = join(ROOT, 'contrib');
@@ -23,17 +23,6 @@ const SHOTS = join(ROOT, 'build', 'screenshots');
 const PROMETHEUS = '/usr/bin/prometheus';
 const CHROMIUM = '/usr/bin/chromium';
 const RATE = '10s';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Sample {
   metric: Record<string, string>;
@@ -64,7 +53,7 @@ describe('contrib: a real Prometheus scrapes Petrel and evaluates the dashboard 
     const [addr] = await broker.listen();
     const url = `mqtt://127.0.0.1:${addr!.port}`;
     const dir = mkdtempSync(join(tmpdir(), 'petrel-prometheus-'));
-    const promPort = await freePort();
+    const [promPort] = (await freePorts(1)) as [number];
     let prom: ChildProcess | null = null;
     const clients: Connected[] = [];
     let loading = true;
