@@ -1,8 +1,10 @@
-// Petrel embedded for the metrics-cost scenario: node bench/metrics-broker.mjs --port N [--host H] --metrics on|off
-//   on:  an HTTP listener with /metrics (latency histograms recorded), scraped by this process every
-//        --scrape-ms (default 5000, as a Prometheus would; 0 = never)
+// Petrel embedded for the metrics-cost scenario:
+//   node bench/metrics-broker.mjs --port N [--host H] --metrics on|off [--scrape-ms 5000] [--scrape-cpu C]
+//   on:  an HTTP listener with /metrics (latency histograms recorded), scraped every --scrape-ms (default 5000,
+//        as a Prometheus would; 0 = never) by bench/scraper.mjs, a process of its own (pinned to CPU C if given)
 //   off: no HTTP listener, metrics: false (no clock reading on the hot path; counters only)
 // Memory store, log level error, $SYS off (as the CLI target runs it), so the two differ only by metrics.
+import { spawn } from 'node:child_process';
 import { createBroker } from '../dist/index.js';
 
 const args = process.argv.slice(2);
@@ -14,6 +16,7 @@ const port = Number(opt('--port', '0'));
 const host = opt('--host', '127.0.0.1');
 const on = opt('--metrics', 'on') === 'on';
 const scrapeMs = Number(opt('--scrape-ms', '5000'));
+const scrapeCpu = opt('--scrape-cpu', null);
 if (!port || port === 1883) {
   console.error('metrics-broker: --port N required (not 1883)');
   process.exit(2);
@@ -26,16 +29,15 @@ const broker = await createBroker({
   ...(on ? { http: { port: 0, host: '127.0.0.1' }, metrics: true } : { metrics: false }),
 });
 await broker.listen();
-let timer = null;
+let scraper = null;
 if (on && scrapeMs > 0) {
   const url = `http://127.0.0.1:${broker.httpAddress.port}/metrics`;
-  timer = setInterval(() => {
-    fetch(url).then((r) => r.text()).catch(() => {});
-  }, scrapeMs);
+  const argv = [process.execPath, new URL('./scraper.mjs', import.meta.url).pathname, url, String(scrapeMs)];
+  scraper = scrapeCpu !== null ? spawn('taskset', ['-c', scrapeCpu, ...argv], { stdio: ['pipe', 'ignore', 'inherit'] }) : spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'ignore', 'inherit'] });
 }
 console.error(`metrics-broker ${host}:${port} metrics ${on ? 'on' : 'off'} ready`);
 const stop = () => {
-  if (timer) clearInterval(timer);
+  scraper?.stdin.end();
   setTimeout(() => process.exit(0), 2000).unref();
   broker.close().then(() => process.exit(0));
 };

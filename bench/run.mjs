@@ -290,7 +290,9 @@ async function main() {
     }
     const runs = Object.fromEntries(targets.map((b) => [b, []]));
     for (let rep = 1; rep <= opts.reps; rep++) {
-      for (const b of targets) {
+      // ABBA order (reversed every other repetition): a drift of the machine over the run, or whatever the run
+      // before leaves behind, falls on every broker alike instead of always on the one that runs second.
+      for (const b of rep % 2 === 1 ? targets : [...targets].reverse()) {
         // other processes on the machine distort the figures: measure and record it
         const bg = await systemBusyPct(300);
         if (bg != null && bg > 15) log(`bench: WARNING: ${bg}% CPU busy before this run (other processes): figures will be distorted`);

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BENCH_DIR, REPO_DIR, WORK_DIR } from './loadgen.mjs';
-import { freePort, startTracked, stopTracked, waitForPort } from './proc.mjs';
+import { canPin, freePort, startTracked, stopTracked, waitForPort } from './proc.mjs';
 
 export const HOST = '127.0.0.1';
 export const BROKER_CPU = 0;
@@ -143,7 +143,8 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
   } else if (name === 'aedes') {
     argv = [process.execPath, path.join(BENCH_DIR, 'aedes-broker.mjs'), '--port', String(port), '--host', HOST];
   } else if (name === 'metrics-on' || name === 'metrics-off') {
-    argv = [process.execPath, path.join(BENCH_DIR, 'metrics-broker.mjs'), '--port', String(port), '--host', HOST, '--metrics', name === 'metrics-on' ? 'on' : 'off'];
+    argv = [process.execPath, path.join(BENCH_DIR, 'metrics-broker.mjs'), '--port', String(port), '--host', HOST, '--metrics', name === 'metrics-on' ? 'on' : 'off',
+      ...(canPin() ? ['--scrape-cpu', String(LOADGEN_CPU)] : [])];
   } else if (name === 'node-floor') {
     argv = [process.execPath, path.join(BENCH_DIR, 'node-floor.mjs'), '--port', String(port), '--host', HOST];
   } else {
