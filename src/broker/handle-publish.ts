@@ -162,9 +162,9 @@ function refuse(client: Client, p: PublishPacket, code: number, reason: string):
 function accept(client: Client, p: PublishPacket, msg: Message): void {
   const broker = client.broker;
   if (msg.qos > 0 || msg.retain) msg.own();
-  // From the socket read that brought this PUBLISH (one clock reading per read, shared by its packets), so a
-  // PUBLISH that waited behind others of the same read counts that wait.
-  const t0 = broker.obs.runClock();
+  // Dispatch is timed from the socket read that brought this PUBLISH (one clock reading per read, shared by
+  // its packets), so a PUBLISH that waited behind others of the same read counts that wait.
+  broker.obs.routing();
   let matched: number;
   if (p.qos === 2 && client.session!.stored && broker.committer.durable) {
     // An inbound QoS 2 message reaches subscribers only once its packet id is committed (rememberQos2 below,
@@ -178,7 +178,7 @@ function accept(client: Client, p: PublishPacket, msg: Message): void {
   } else {
     matched = broker.publishMessage(msg);
   }
-  broker.obs.routed(msg.qos, matched, t0);
+  broker.obs.routed(msg.qos, matched);
   broker.notifyPublish(client, msg);
   if (p.qos === 1) {
     client.sendAckAfterCommit(4, p.packetId, matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success, undefined, true);

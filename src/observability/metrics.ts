@@ -306,7 +306,7 @@ export function buildRegistry(broker: Broker, openMetrics: boolean): MetricsRegi
   // ---- histograms (recorded only while metrics are on) ----
   if (obs.timing) {
     const h = (name: string, help: string, read: () => Sample[]): void => metric(name, 'histogram', help, read);
-    h('petrel_publish_dispatch_seconds', 'From the socket read that brought a PUBLISH to the last matching session queue handed the message, by QoS.', () =>
+    h('petrel_publish_dispatch_seconds', 'From the socket read that brought a PUBLISH to the end of that read\'s work, when the message is in every matching session queue, by QoS.', () =>
       [0, 1, 2].flatMap((q) => histogramSamples('petrel_publish_dispatch_seconds', obs.dispatch[q]!, { qos: q })),
     );
     h('petrel_delivery_ack_seconds', 'PUBLISH sent to a client to its PUBACK (QoS 1) or PUBCOMP (QoS 2).', () =>
@@ -330,6 +330,8 @@ export function buildRegistry(broker: Broker, openMetrics: boolean): MetricsRegi
     registry,
     refresh(): void {
       snap = null;
+      // Observations waiting for the end of their run (counters.ts) go in before the histograms are read.
+      obs.settle();
     },
   };
 }
