@@ -120,7 +120,7 @@ const PENDING = 1024;
 const RESOLVED = Promise.resolve();
 
 export class Obs {
-  /** Latency histograms are recorded (a clock reading per observation). */
+  /** Latency histograms are recorded (a clock reading per run; see startRun). */
   readonly timing: boolean;
   /** Packets received and sent, by MQTT packet type (1..15). */
   readonly packetsIn = new Float64Array(16);
@@ -180,9 +180,9 @@ export class Obs {
   // Per-message timing, kept out of the hot functions. What a message costs here is a field check and a store
   // into a typed array; the clock is read once per run (startRun), and the histograms are filled at the run's
   // end (endRun, a microtask). Observing in place (a bucket search, a clock reading per PUBLISH) made the hot
-  // functions bigger where V8 inlines them: handlePublish stopped inlining accept, route stopped inlining
-  // deliver, sendPublish its encoder, and point-to-point QoS 1 lost about 10% (bench metrics-cost; compare
-  // node --trace-turbo-inlining with metrics on and off).
+  // functions bigger where V8 inlines them: with metrics on, handlePublish stopped inlining accept, route
+  // stopped inlining deliver, sendPublish its encoder (node --trace-turbo-inlining, on against off). The bench's
+  // metrics-cost gave 0.82-0.91x before this, 0.93-0.98x after (a noisy machine; README, Metrics).
 
   /**
    * The run's clock in tenths of a millisecond (wrapped at STAMP_WRAP, never 0), or 0 until something of this
