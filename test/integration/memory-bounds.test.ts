@@ -11,17 +11,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import type { Logger } from '../../src/index.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import { MemoryStore } from '../../src/store/index.js';
 import { startBroker } from '../helpers/broker.js';
 import { Peer } from '../helpers/peer.js';
+import { gc } from '../helpers/gc.js';
 import { sleep, until, waitFor } from '../helpers/wait.js';
 
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as () => void;
 
 const MiB = 1024 * 1024;
 
