@@ -71,6 +71,10 @@ export const BROKERS = {
   // `petrel --workers 2` (two nodes and the embedded redis-server), pinned to CPU 0 like the others.
   'petrel-cluster-everysec': { label: 'Petrel cluster, 2 nodes, Redis AOF everysec (1 core)', kind: 'node' },
   'petrel-workers2': { label: 'Petrel --workers 2 (1 core)', kind: 'node' },
+  // The same two nodes and redis-server, not pinned: free to use both cores with the load generator (for the
+  // latency scenario, at a rate where the load generator needs little CPU).
+  'petrel-cluster-free': { label: 'Petrel cluster, 2 nodes (not pinned)', kind: 'node' },
+  'petrel-cluster-everysec-free': { label: 'Petrel cluster, 2 nodes, Redis AOF everysec (not pinned)', kind: 'node' },
 };
 
 export function findRedisServer() {
@@ -114,6 +118,8 @@ export async function startBroker(name, { logDir = path.join(WORK_DIR, 'logs') }
   fs.mkdirSync(logDir, { recursive: true });
   if (name === 'petrel-cluster') return startPetrelCluster(logDir, 'always');
   if (name === 'petrel-cluster-everysec') return startPetrelCluster(logDir, 'everysec');
+  if (name === 'petrel-cluster-free') return startPetrelCluster(logDir, 'always', null);
+  if (name === 'petrel-cluster-everysec-free') return startPetrelCluster(logDir, 'everysec', null);
   const port = await freePort();
   const logFile = path.join(logDir, `${name}-${port}.log`);
   let argv;
@@ -192,14 +198,14 @@ async function waitForSocket(file, timeoutMs) {
   return false;
 }
 
-/** redis-server (AOF always, Unix socket) and two Petrel cluster nodes, all on CPU 0. */
-async function startPetrelCluster(logDir, fsync) {
+/** redis-server (AOF always or everysec, Unix socket) and two Petrel cluster nodes, all on CPU `cpu` (null: not pinned). */
+async function startPetrelCluster(logDir, fsync, cpu = BROKER_CPU) {
   const dir = fs.mkdtempSync(path.join(WORK_DIR, 'petrel-cluster-'));
   const sock = path.join(dir, 'redis.sock');
   const redisBin = findRedisServer();
   const redis = startTracked('redis-server', [redisBin, '--port', '0', '--unixsocket', sock, '--unixsocketperm', '700', '--dir', dir,
     '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--maxmemory-policy', 'noeviction', '--logfile', path.join(dir, 'redis.log')],
-    { cpu: BROKER_CPU, logFile: path.join(logDir, 'petrel-cluster-redis.log'), cwd: REPO_DIR });
+    { cpu, logFile: path.join(logDir, 'petrel-cluster-redis.log'), cwd: REPO_DIR });
   const procs = [redis];
   const stopAll = async () => {
     for (const p of procs.slice(1).reverse()) await stopTracked(p, 3000);
@@ -217,7 +223,7 @@ async function startPetrelCluster(logDir, fsync) {
     const port = await freePort();
     const logFile = path.join(logDir, `petrel-cluster-${id}-${port}.log`);
     const p = startTracked(`petrel-cluster-${id}`, [process.execPath, PETREL_CLI, '--port', String(port), '--host', HOST, '--cluster', sock,
-      '--node-id', id, '--memory', '--log-level', 'error'], { cpu: BROKER_CPU, logFile, cwd: REPO_DIR });
+      '--node-id', id, '--memory', '--log-level', 'error'], { cpu, logFile, cwd: REPO_DIR });
     procs.push(p);
     let exited = null;
     p.exited.then((r) => (exited = r));
@@ -231,7 +237,7 @@ async function startPetrelCluster(logDir, fsync) {
   const alive = procs.map(() => true);
   procs.forEach((p, i) => p.exited.then(() => (alive[i] = false)));
   return {
-    name: fsync === 'always' ? 'petrel-cluster' : `petrel-cluster-${fsync}`,
+    name: `petrel-cluster${fsync === 'always' ? '' : `-${fsync}`}${cpu === null ? '-free' : ''}`,
     pid: procs[1].pid,
     port: ports[0],
     subPort: ports[1],

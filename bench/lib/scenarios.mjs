@@ -168,7 +168,7 @@ export const SCENARIOS = [
     title: 'Cluster: latency at 5,000 msg/s across nodes, QoS 1 (1→1)',
     kind: 'throughput',
     only: ['petrel', 'mosquitto'],
-    extraBrokers: ['petrel-cluster', 'petrel-cluster-everysec'],
+    extraBrokers: ['petrel-cluster', 'petrel-cluster-everysec', 'petrel-cluster-free', 'petrel-cluster-everysec-free'],
     load: { pubs: 1, subs: 1, pubTopic: 'bench/clat', subFilter: 'bench/clat', qos: 1, rate: 5000 },
     metrics: [
       { key: 'latency.p50_us', label: 'p50 latency ms', short: 'p50', better: 'lower', scale: 1e-3 },
