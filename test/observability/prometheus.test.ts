@@ -1,8 +1,9 @@
 // contrib/ against a real Prometheus (Debian's `prometheus`): it scrapes a Petrel that real MQTT.js clients
 // load, evaluates every expression of every Grafana panel (with $job and $__rate_interval filled in as Grafana
 // does) and loads and evaluates the alert rules; the traffic panels show the traffic. Prometheus's own graph
-// page then draws the "Messages in/s by QoS" panel's expression in Chromium: the screenshot is checked and, with
-// PETREL_UPDATE_SCREENSHOTS=1, copied to docs/images/ for the README. (Grafana is not packaged in Debian.)
+// page then draws the "Messages in/s by QoS" panel's expression in Chromium, and so do Grafana's own panel
+// components (@grafana/ui, grafana-panel/panel.jsx; Grafana's server is not packaged in Debian) from the panel's
+// query_range: the screenshots are checked and, with PETREL_UPDATE_SCREENSHOTS=1, copied to docs/images/.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildSync } from 'esbuild';
 import { chromium } from 'playwright-core';
 import { createBroker, type PetrelBroker } from '../../src/index.js';
 import { connectMqtt, endAll, type Connected } from '../helpers/mqttjs.js';
@@ -37,13 +39,22 @@ async function query(port: number, expr: string): Promise<{ status: string; erro
 /** A panel's expression as Grafana sends it for this job. */
 const asGrafana = (expr: string): string => expr.replaceAll('$job', 'petrel').replaceAll('$__rate_interval', RATE);
 
+/** A panel's title, first query, its legend format and the unit of its fields, from the dashboard. */
+function panelDefinition(title: string): { title: string; expr: string; legendFormat: string; unit: string } {
+  const dash = JSON.parse(readFileSync(join(CONTRIB, 'grafana', 'petrel.json'), 'utf8')) as {
+    panels: { title: string; fieldConfig?: { defaults?: { unit?: string } }; targets?: { expr: string; legendFormat?: string }[] }[];
+  };
+  const p = dash.panels.find((x) => x.title === title)!;
+  return { title, expr: p.targets![0]!.expr, legendFormat: p.targets![0]!.legendFormat ?? '', unit: p.fieldConfig?.defaults?.unit ?? 'short' };
+}
+
 function panels(): { title: string; exprs: string[] }[] {
   const dash = JSON.parse(readFileSync(join(CONTRIB, 'grafana', 'petrel.json'), 'utf8')) as { panels: { title: string; type: string; targets?: { expr: string }[] }[] };
   return dash.panels.filter((p) => p.type !== 'row').map((p) => ({ title: p.title, exprs: (p.targets ?? []).map((t) => t.expr) }));
 }
 
 describe('contrib: a real Prometheus scrapes Petrel and evaluates the dashboard and the alerts', { timeout: 120_000 }, () => {
-  it('every panel expression evaluates, the traffic panels show the traffic, every alert rule is healthy; a graph of a panel is drawn', async () => {
+  it('every panel expression evaluates, the traffic panels show the traffic, every alert rule is healthy; a panel is drawn by Prometheus and by Grafana\'s panel code', async () => {
     assert.ok(existsSync(PROMETHEUS), `${PROMETHEUS} is missing: install the Debian package prometheus (README, command 2)`);
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install the Debian package chromium (README, command 2)`);
     const version = spawnSync(PROMETHEUS, ['--version'], { encoding: 'utf8' });
@@ -164,6 +175,56 @@ describe('contrib: a real Prometheus scrapes Petrel and evaluates the dashboard 
         assert.equal(png.readUInt32BE(16), 1280);
         assert.ok(statSync(file).size > 10_000, 'a screenshot with a drawn graph');
         if (process.env.PETREL_UPDATE_SCREENSHOTS === '1') copyFileSync(file, join(ROOT, 'docs', 'images', 'prometheus-messages-in.png'));
+
+        // The same panel drawn by Grafana's own panel components (grafana-panel/panel.jsx) from the panel's
+        // query over the last 30 s, as Grafana would ask this Prometheus for it (query_range, legendFormat).
+        const def = panelDefinition('Messages in/s by QoS');
+        const end = Date.now() / 1000;
+        const range = (await (
+          await fetch(`http://127.0.0.1:${promPort}/api/v1/query_range?query=${encodeURIComponent(asGrafana(def.expr))}&start=${end - 30}&end=${end}&step=1`)
+        ).json()) as { status: string; data: { result: { metric: Record<string, string>; values: [number, string][] }[] } };
+        assert.equal(range.status, 'success');
+        const series = range.data.result
+          .map((r) => ({ name: def.legendFormat.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, k: string) => r.metric[k] ?? ''), points: r.values.map(([t, v]) => [t * 1000, Number(v)]) }))
+          .sort((a, b) => a.name.localeCompare(b.name));
+        assert.deepEqual(series.map((x) => x.name), ['in QoS 0', 'in QoS 1', 'in QoS 2']);
+        assert.ok(series.every((x) => x.points.some((p) => p[1]! > 0)), 'each series has traffic');
+        const bundle = buildSync({
+          entryPoints: [join(ROOT, 'test', 'observability', 'grafana-panel', 'panel.jsx')],
+          bundle: true,
+          write: false,
+          minify: true,
+          outdir: 'grafana-panel',
+          logLevel: 'error',
+          define: { 'process.env.NODE_ENV': '"production"', global: 'window' },
+          loader: { '.ttf': 'empty', '.woff': 'empty', '.woff2': 'empty', '.svg': 'empty', '.png': 'empty' },
+        });
+        const out = (ext: string): string => bundle.outputFiles.find((f) => f.path.endsWith(ext))?.text ?? '';
+        // From the first sample (the broker started a few seconds before) to now.
+        const from = Math.min(...series.flatMap((x) => x.points.map((p) => p[0]!)));
+        const data = { title: def.title, unit: def.unit, from, to: end * 1000, series };
+        const errors: string[] = [];
+        const gpage = await browser.newPage({ viewport: { width: 820, height: 340 } });
+        gpage.on('pageerror', (e) => errors.push(e.message));
+        // Served from an http origin of its own (Grafana's code reads localStorage, which about:blank refuses).
+        const html =
+          `<!doctype html><html><head><meta charset="utf-8"><style>${out('.css')}</style></head><body style="margin:0">` +
+          `<div id="root"></div><script>window.PANEL = ${JSON.stringify(data).replaceAll('<', '\\u003c')};</script><script>${out('.js')}</script></body></html>`;
+        await gpage.route('http://grafana-panel.test/', (r) => r.fulfill({ status: 200, contentType: 'text/html', body: html }));
+        await gpage.goto('http://grafana-panel.test/');
+        await gpage.locator('#panel canvas').first().waitFor({ timeout: 15_000 });
+        assert.deepEqual(errors, []);
+        const text = await gpage.locator('#panel').innerText();
+        assert.ok(text.includes(def.title), 'the panel title');
+        for (const x of series) assert.ok(text.includes(x.name), `the legend names ${x.name}`);
+        assert.equal(await gpage.locator('#panel canvas').count(), 1, 'one uPlot canvas');
+        const gfile = join(SHOTS, 'grafana-messages-in.png');
+        await gpage.locator('#panel').screenshot({ path: gfile });
+        const gpng = readFileSync(gfile);
+        assert.equal(gpng.subarray(1, 4).toString(), 'PNG');
+        assert.equal(gpng.readUInt32BE(16), 800);
+        assert.ok(gpng.length > 10_000, 'a screenshot with a drawn graph');
+        if (process.env.PETREL_UPDATE_SCREENSHOTS === '1') copyFileSync(gfile, join(ROOT, 'docs', 'images', 'grafana-messages-in.png'));
       } finally {
         await browser.close();
       }
