@@ -19,7 +19,6 @@ import { Peer } from '../helpers/peer.js';
 import { gc } from '../helpers/gc.js';
 import { sleep, until, waitFor } from '../helpers/wait.js';
 
-
 const MiB = 1024 * 1024;
 
 function captureLogger(): Logger & { warns: string[] } {
