@@ -33,7 +33,8 @@ let scraper = null;
 if (on && scrapeMs > 0) {
   const url = `http://127.0.0.1:${broker.httpAddress.port}/metrics`;
   const argv = [process.execPath, new URL('./scraper.mjs', import.meta.url).pathname, url, String(scrapeMs)];
-  scraper = scrapeCpu !== null ? spawn('taskset', ['-c', scrapeCpu, ...argv], { stdio: ['pipe', 'ignore', 'inherit'] }) : spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'ignore', 'inherit'] });
+  const cmd = scrapeCpu !== null ? ['taskset', '-c', scrapeCpu, ...argv] : argv;
+  scraper = spawn(cmd[0], cmd.slice(1), { stdio: ['pipe', 'ignore', 'inherit'] });
 }
 console.error(`metrics-broker ${host}:${port} metrics ${on ? 'on' : 'off'} ready`);
 const stop = () => {

@@ -19,13 +19,7 @@ export class Recorder {
     this.counts = new Float64Array(bounds.length + 1);
   }
   observe(v: number): void {
-    const b = this.bounds;
-    const n = b.length;
-    let i = 0;
-    while (i < n && v > b[i]!) i++;
-    this.counts[i]!++;
-    this.sum += v;
-    this.count++;
+    this.observeN(v, 1);
   }
   /** n observations of the same value v. */
   observeN(v: number, n: number): void {

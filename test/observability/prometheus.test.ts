@@ -39,18 +39,27 @@ async function query(port: number, expr: string): Promise<{ status: string; erro
 /** A panel's expression as Grafana sends it for this job. */
 const asGrafana = (expr: string): string => expr.replaceAll('$job', 'petrel').replaceAll('$__rate_interval', RATE);
 
-/** A panel's title, first query, its legend format and the unit of its fields, from the dashboard. */
-function panelDefinition(title: string): { title: string; expr: string; legendFormat: string; unit: string } {
-  const dash = JSON.parse(readFileSync(join(CONTRIB, 'grafana', 'petrel.json'), 'utf8')) as {
-    panels: { title: string; fieldConfig?: { defaults?: { unit?: string } }; targets?: { expr: string; legendFormat?: string }[] }[];
-  };
-  const p = dash.panels.find((x) => x.title === title)!;
-  return { title, expr: p.targets![0]!.expr, legendFormat: p.targets![0]!.legendFormat ?? '', unit: p.fieldConfig?.defaults?.unit ?? 'short' };
+interface DashboardPanel {
+  title: string;
+  type: string;
+  fieldConfig?: { defaults?: { unit?: string } };
+  targets?: { expr: string; legendFormat?: string }[];
+}
+
+/** The dashboard's panels (rows left out). */
+function dashboardPanels(): DashboardPanel[] {
+  const dash = JSON.parse(readFileSync(join(CONTRIB, 'grafana', 'petrel.json'), 'utf8')) as { panels: DashboardPanel[] };
+  return dash.panels.filter((p) => p.type !== 'row');
 }
 
 function panels(): { title: string; exprs: string[] }[] {
-  const dash = JSON.parse(readFileSync(join(CONTRIB, 'grafana', 'petrel.json'), 'utf8')) as { panels: { title: string; type: string; targets?: { expr: string }[] }[] };
-  return dash.panels.filter((p) => p.type !== 'row').map((p) => ({ title: p.title, exprs: (p.targets ?? []).map((t) => t.expr) }));
+  return dashboardPanels().map((p) => ({ title: p.title, exprs: (p.targets ?? []).map((t) => t.expr) }));
+}
+
+/** A panel's title, first query, its legend format and the unit of its fields. */
+function panelDefinition(title: string): { title: string; expr: string; legendFormat: string; unit: string } {
+  const p = dashboardPanels().find((x) => x.title === title)!;
+  return { title, expr: p.targets![0]!.expr, legendFormat: p.targets![0]!.legendFormat ?? '', unit: p.fieldConfig?.defaults?.unit ?? 'short' };
 }
 
 describe('contrib: a real Prometheus scrapes Petrel and evaluates the dashboard and the alerts', { timeout: 120_000 }, () => {
